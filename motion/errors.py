@@ -1,0 +1,17 @@
+"""Errors an artist can act on: each names the file (or setting) and what to do instead."""
+
+
+class MotionKitError(ValueError):
+    """Raised for bad input; ComfyUI shows the message in the failed node's error box."""
+
+
+class WrongFileTypeError(MotionKitError):
+    """A file of another kind (LoRA, SD checkpoint, SparseCtrl, ...) was given to a loader."""
+
+
+class IncompatibleModelError(MotionKitError):
+    """A motion model that does not fit the loaded UNet (SD1.5 vs SDXL)."""
+
+
+class TooManyFramesError(MotionKitError):
+    """More frames in one pass than the motion model's positional encoding covers."""

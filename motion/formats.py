@@ -1,0 +1,223 @@
+"""Reading published motion-model files: load, classify, convert to original key names.
+
+Detection follows MOTION_FORMATS.md §5; key conversions §4.5 (Hotshot-XL) and §6 (diffusers).
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from .errors import MotionKitError, WrongFileTypeError
+from .model import PER_FRAME, POOLED, SD15_CHANNELS, SDXL_CHANNELS, MotionArchitecture
+
+ANIMATELCM_PE_LENGTH = 64  # AnimateLCM stores no PE; its code builds a 64-row table (§4.6)
+
+
+@dataclass(frozen=True)
+class MotionModelInfo:
+    """What a file is, and how the original code ran it."""
+    family: str          # e.g. "AnimateDiff v2"
+    arch: MotionArchitecture
+    max_frames: int      # PE length: frames one pass may hold
+    module_norm: str     # GroupNorm inside the motion modules (§7)
+    unet_norm: str       # the SD UNet's own resnet / output GroupNorms (§7)
+    schedule: str        # key into sampling.schedules.SCHEDULES (§9)
+    source_format: str   # "original", "diffusers" or "hotshot"
+    has_image_encoder: bool = False  # AnimateLCM-I2V
+
+    @property
+    def base(self) -> str:
+        return self.arch.base
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading files
+
+def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """Tensors of a .safetensors or pickled checkpoint (weights-only), wrappers removed."""
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise MotionKitError(f"Motion model file '{path}' does not exist.")
+    try:
+        if path.lower().endswith((".safetensors", ".sft")):
+            from safetensors.torch import load_file
+            sd = load_file(path, device="cpu")
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated downloads, HTML error pages saved as .ckpt, pickles with code
+        raise MotionKitError(
+            f"Could not read '{name}': {type(e).__name__}: {e}. The file is corrupt or incomplete "
+            f"(often an interrupted download); download it again."
+        ) from e
+    return clean_state_dict(sd, name)
+
+
+def clean_state_dict(sd, name: str = "state dict") -> dict[str, torch.Tensor]:
+    """Unwrap `state_dict` / `controlnet` wrappers and drop non-tensor entries (`animatediff_config`)."""
+    if not isinstance(sd, dict):
+        raise MotionKitError(f"'{name}' holds a {type(sd).__name__}, not a dictionary of weights; it is not a model file.")
+    for wrapper in ("state_dict", "controlnet"):
+        if isinstance(sd.get(wrapper), dict):
+            sd = sd[wrapper]
+    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification
+
+def key_patterns(keys, limit: int = 8) -> str:
+    """'down_blocks.N.attentions.N.…' style summary of the most common key shapes."""
+    counts = Counter(re.sub(r"\d+", "N", ".".join(k.split(".")[:4])) for k in keys)
+    return ", ".join(f"{p}… ({n})" for p, n in counts.most_common(limit)) or "no tensors at all"
+
+
+def _reject_other_kinds(keys: list[str], name: str) -> None:
+    """Name the kind of file a user handed us by mistake and where it belongs."""
+    joined = "\n".join(keys)
+    if "controlnet_cond_embedding" in joined:
+        raise WrongFileTypeError(
+            f"'{name}' is a SparseCtrl model (AnimateDiff v3's sparse control net), not a motion model. "
+            f"Load it with a SparseCtrl loader node; here choose a motion model such as v3_sd15_mm.ckpt.")
+    if re.search(r"processor\.to_(q|k|v|out)_lora\.", joined):
+        if "motion_modules" in joined:
+            raise WrongFileTypeError(
+                f"'{name}' is a MotionLoRA (camera-motion LoRA), not a motion model. Load a motion model here "
+                f"(e.g. mm_sd_v15_v2.ckpt) and add the MotionLoRA to it with the MotionLoRA loader node.")
+        raise WrongFileTypeError(
+            f"'{name}' is the AnimateDiff v3 domain adapter (a LoRA on the SD UNet), not a motion model. "
+            f"Apply it to your checkpoint with the core 'LoraLoaderModelOnly' node; here load v3_sd15_mm.ckpt.")
+    if any(k.startswith(("lora_unet_", "lora_te")) or ".lora_down." in k or ".lora_A." in k for k in keys):
+        raise WrongFileTypeError(
+            f"'{name}' is a LoRA for the SD model, not a motion model. Use the core 'Load LoRA' node for it.")
+    if any(k.startswith(("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")) for k in keys):
+        raise WrongFileTypeError(
+            f"'{name}' is a Stable Diffusion checkpoint, not a motion model. Load it with 'Load Checkpoint' "
+            f"and put motion models (e.g. mm_sd_v15_v2.ckpt) in models/animatediff_models.")
+
+
+def _convert_hotshot(sd: dict) -> dict:
+    out = {}
+    for k, v in sd.items():
+        k = re.sub(r"temporal_attentions\.(\d+)\.", r"motion_modules.\1.temporal_transformer.", k)
+        out[k.replace("pos_encoder.positional_encoding", "pos_encoder.pe")] = v
+    return out
+
+
+_DIFFUSERS_RENAMES = [
+    (r"\.transformer_blocks\.(\d+)\.attn1\.", r".transformer_blocks.\1.attention_blocks.0."),
+    (r"\.transformer_blocks\.(\d+)\.attn2\.", r".transformer_blocks.\1.attention_blocks.1."),
+    (r"\.transformer_blocks\.(\d+)\.norm1\.", r".transformer_blocks.\1.norms.0."),
+    (r"\.transformer_blocks\.(\d+)\.norm2\.", r".transformer_blocks.\1.norms.1."),
+    (r"\.transformer_blocks\.(\d+)\.norm3\.", r".transformer_blocks.\1.ff_norm."),
+]
+
+
+def _convert_diffusers(sd: dict) -> tuple[dict, int | None]:
+    """diffusers MotionAdapter → original names; returns the dict and the stored PE length."""
+    out, pe_length = {}, None
+    for k, v in sd.items():
+        if k.endswith("pos_embed.pe"):  # one shared table per block; only its length matters
+            pe_length = v.shape[1]
+            continue
+        k = re.sub(r"motion_modules\.(\d+)\.", r"motion_modules.\1.temporal_transformer.", k)
+        for pattern, repl in _DIFFUSERS_RENAMES:
+            k = re.sub(pattern, repl, k)
+        out[k] = v
+    return out, pe_length
+
+
+def _architecture(sd: dict, name: str) -> MotionArchitecture:
+    down = {int(m.group(1)) for k in sd if (m := re.match(r"down_blocks\.(\d+)\.motion_modules\.", k))}
+    if not down:
+        raise MotionKitError(f"'{name}' has motion-module keys but no down_blocks; the file is incomplete. Download it again.")
+    levels = max(down) + 1
+    channels = {4: SD15_CHANNELS, 3: SDXL_CHANNELS}.get(levels)
+    if channels is None:
+        raise MotionKitError(f"'{name}' has {levels} down blocks of motion modules; only SD1.5 (4) and SDXL (3) layouts exist.")
+    width = sd.get("down_blocks.0.motion_modules.0.temporal_transformer.norm.weight")
+    if width is not None and width.shape[0] != 320:
+        raise MotionKitError(f"'{name}': first motion module has {width.shape[0]} channels, expected 320.")
+    attention_blocks = 1 + max(
+        int(m.group(1)) for k in sd if (m := re.search(r"\.attention_blocks\.(\d+)\.", k)))
+    return MotionArchitecture(channels, any(k.startswith("mid_block.motion_modules.") for k in sd), attention_blocks)
+
+
+def classify(sd: dict[str, torch.Tensor], name: str = "state dict") -> tuple[MotionModelInfo, dict[str, torch.Tensor]]:
+    """Identify a motion-model state dict; return its info and the weights under original key names (no PE)."""
+    keys = list(sd)
+    _reject_other_kinds(keys, name)
+    has_image_encoder = any(k.startswith("img_encoder.") for k in keys)
+
+    if any("temporal_attentions." in k for k in keys) and any("pos_encoder.positional_encoding" in k for k in keys):
+        source, sd = "hotshot", _convert_hotshot(sd)
+        diffusers_pe = None
+    elif any("motion_modules" in k and "temporal_transformer" not in k and (".attn1." in k or ".norm1." in k) for k in keys):
+        source, (sd, diffusers_pe) = "diffusers", _convert_diffusers(sd)
+    else:
+        source, diffusers_pe = "original", None
+
+    motion = {k: v for k, v in sd.items() if ".motion_modules." in k and ".temporal_transformer." in k}
+    if not motion:
+        raise MotionKitError(
+            f"'{name}' is not a motion model in any format MotionKit knows (AnimateDiff v1/v2/v3, SDXL beta, "
+            f"Hotshot-XL, AnimateLCM, AnimateDiff-Lightning). Key patterns seen: {key_patterns(keys)}.")
+    arch = _architecture(motion, name)
+    pe = [v for k, v in motion.items() if k.endswith("pos_encoder.pe")]
+    weights = {k: v for k, v in motion.items() if not k.endswith("pos_encoder.pe")}
+    pe_length = pe[0].shape[1] if pe else diffusers_pe
+
+    if arch.base == "SDXL":
+        if source == "hotshot":
+            info = ("Hotshot-XL", PER_FRAME, POOLED, "linear (HotshotXL/default)")
+        else:
+            info = ("AnimateDiff-SDXL beta", POOLED, PER_FRAME, "linear (AnimateDiff-SDXL)")
+    elif pe_length is None:
+        if not arch.has_mid:
+            raise MotionKitError(f"'{name}' stores no positional encoding and has no mid block; no known SD1.5 "
+                                 f"motion model looks like this. Key patterns seen: {key_patterns(keys)}.")
+        pe_length = ANIMATELCM_PE_LENGTH
+        info = ("AnimateLCM-I2V" if has_image_encoder else "AnimateLCM", PER_FRAME, PER_FRAME, "lcm (AnimateLCM)")
+    elif arch.has_mid:
+        info = ("AnimateDiff v2", PER_FRAME, PER_FRAME, "sqrt_linear (AnimateDiff)")
+    elif pe_length == 24:
+        info = ("AnimateDiff v1", PER_FRAME, POOLED, "sqrt_linear (AnimateDiff)")
+    else:
+        info = ("AnimateDiff v3", PER_FRAME, PER_FRAME, "sqrt_linear (AnimateDiff)")
+    if source == "diffusers":
+        info = (info[0] + " (diffusers format)",) + info[1:]
+    family, module_norm, unet_norm, schedule = info
+    return MotionModelInfo(family, arch, int(pe_length), module_norm, unet_norm, schedule, source, has_image_encoder), weights
+
+
+def load_motion_model(path: str, name: str | None = None):
+    """Read, classify and build a MotionModel (weights kept in the file's dtype)."""
+    from .model import MotionModel
+
+    name = name or os.path.basename(path)
+    info, weights = classify(read_state_dict(path), name)
+    return build_motion_model(info, weights, name), info
+
+
+def build_motion_model(info: MotionModelInfo, weights: dict, name: str = "state dict"):
+    from .model import MotionModel
+
+    with torch.device("meta"):
+        model = MotionModel(info.arch)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in weights]
+    if missing:
+        raise MotionKitError(
+            f"'{name}' looks like {info.family} but is missing {len(missing)} of {len(expected)} weights "
+            f"(e.g. {missing[0]}); the file is incomplete. Download it again.")
+    wrong = [k for k, v in expected.items() if weights[k].shape != v.shape]
+    if wrong:
+        k = wrong[0]
+        raise MotionKitError(
+            f"'{name}': weight {k} has shape {tuple(weights[k].shape)}, expected {tuple(expected[k].shape)} "
+            f"for {info.family}; the file is not a supported motion model.")
+    model.load_state_dict({k: weights[k] for k in expected}, strict=True, assign=True)
+    return model.eval().requires_grad_(False)

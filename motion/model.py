@@ -1,0 +1,196 @@
+"""The AnimateDiff motion module ("VanillaTemporalModule") in plain torch.
+
+Module and parameter names mirror the original checkpoints exactly, so an original-format state
+dict (minus its `pos_encoder.pe` buffers, which are a fixed function of their length) loads with
+`load_state_dict(strict=True)`. Math: MOTION_FORMATS.md §1-§2.
+
+Activations arrive as ComfyUI/ldm lays them out: (batch·frames, C, H, W), batch-major.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+HEADS = 8
+GROUPS = 32
+NORM_EPS = 1e-6
+
+PER_FRAME = "per_frame"
+POOLED = "pooled"
+
+
+def cast(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    """Weights run in the activations' dtype and device (a no-op when they already match)."""
+    return None if t is None else t.to(device=like.device, dtype=like.dtype)
+
+
+def sinusoidal_table(length: int, channels: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """PE[p, 2i] = sin(p·10000^(−2i/C)), PE[p, 2i+1] = cos(...); shape [length, C]."""
+    position = torch.arange(length, dtype=torch.float32, device=device).unsqueeze(1)
+    div_term = torch.exp(torch.arange(0, channels, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / channels))
+    pe = torch.zeros(length, channels, dtype=torch.float32, device=device)
+    pe[:, 0::2] = torch.sin(position * div_term)
+    pe[:, 1::2] = torch.cos(position * div_term)
+    return pe.to(dtype)
+
+
+def group_norm(x: torch.Tensor, frames: int, weight, bias, mode: str, groups: int = GROUPS, eps: float = NORM_EPS):
+    """GroupNorm over (B·F, C, H, W): statistics per frame, or pooled over the F frames of each batch item (§7)."""
+    if mode == PER_FRAME:
+        return F.group_norm(x, groups, cast(weight, x), cast(bias, x), eps)
+    pooled = rearrange(x, "(b f) c h w -> b c f h w", f=frames)
+    pooled = F.group_norm(pooled, groups, cast(weight, x), cast(bias, x), eps)
+    return rearrange(pooled, "b c f h w -> (b f) c h w")
+
+
+class Linear(nn.Linear):
+    def forward(self, x):
+        return F.linear(x, cast(self.weight, x), cast(self.bias, x))
+
+
+class LayerNorm(nn.LayerNorm):
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, cast(self.weight, x), cast(self.bias, x), self.eps)
+
+
+class TemporalAttention(nn.Module):
+    """Self-attention along the frame axis; the PE is added to its (normed) input only."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.to_q = Linear(channels, channels, bias=False)
+        self.to_k = Linear(channels, channels, bias=False)
+        self.to_v = Linear(channels, channels, bias=False)
+        self.to_out = nn.ModuleList([Linear(channels, channels), nn.Dropout(0.0)])
+
+    def forward(self, n: torch.Tensor) -> torch.Tensor:  # n: (sequences, frames, C)
+        q, k, v = (rearrange(proj(n), "s f (h d) -> s h f d", h=HEADS) for proj in (self.to_q, self.to_k, self.to_v))
+        o = F.scaled_dot_product_attention(q, k, v)  # softmax(q·kᵀ/√d)·v over frames
+        return self.to_out[0](rearrange(o, "s h f d -> s f (h d)"))
+
+
+class GEGLU(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.proj = Linear(channels, channels * 8)
+
+    def forward(self, x):
+        value, gate = self.proj(x).chunk(2, dim=-1)
+        return value * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.net = nn.ModuleList([GEGLU(channels), nn.Dropout(0.0), Linear(channels * 4, channels)])
+
+    def forward(self, x):
+        return self.net[2](self.net[0](x))
+
+
+class TemporalTransformerBlock(nn.Module):
+    def __init__(self, channels: int, attention_blocks: int = 2):
+        super().__init__()
+        self.attention_blocks = nn.ModuleList([TemporalAttention(channels) for _ in range(attention_blocks)])
+        self.norms = nn.ModuleList([LayerNorm(channels) for _ in range(attention_blocks)])
+        self.ff = FeedForward(channels)
+        self.ff_norm = LayerNorm(channels)
+
+    def forward(self, h: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
+        for attention, norm in zip(self.attention_blocks, self.norms):
+            h = h + attention(norm(h) + pe)
+        return h + self.ff(self.ff_norm(h))
+
+
+class TemporalTransformer(nn.Module):
+    def __init__(self, channels: int, attention_blocks: int = 2):
+        super().__init__()
+        self.channels = channels
+        self.norm = nn.GroupNorm(GROUPS, channels, eps=NORM_EPS, affine=True)
+        self.proj_in = Linear(channels, channels)
+        self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(channels, attention_blocks)])
+        self.proj_out = Linear(channels, channels)
+
+    def delta(self, x: torch.Tensor, frames: int, norm_mode: str) -> torch.Tensor:
+        """What the module adds to its input: out = x + delta (§2 steps 2-7)."""
+        h = group_norm(x, frames, self.norm.weight, self.norm.bias, norm_mode)
+        height, width = h.shape[-2:]
+        h = rearrange(h, "(b f) c h w -> (b h w) f c", f=frames)
+        h = self.proj_in(h)
+        pe = sinusoidal_table(frames, self.channels, device=h.device, dtype=h.dtype)
+        for block in self.transformer_blocks:
+            h = block(h, pe)
+        h = self.proj_out(h)
+        return rearrange(h, "(b h w) f c -> (b f) c h w", h=height, w=width)
+
+
+class MotionModule(nn.Module):
+    """One `motion_modules.N` entry. Its forward maps (B·F, C, H, W) to the same shape."""
+
+    def __init__(self, channels: int, attention_blocks: int = 2):
+        super().__init__()
+        self.temporal_transformer = TemporalTransformer(channels, attention_blocks)
+
+    def forward(self, x: torch.Tensor, frames: int, norm_mode: str = PER_FRAME, scale=1.0) -> torch.Tensor:
+        """`scale` blends the motion in: x + scale·delta (1 = as trained, 0 = identity).
+
+        It may be a per-frame tensor of shape [frames]."""
+        if x.shape[0] % frames:
+            raise ValueError(f"motion module got a batch of {x.shape[0]} rows, not a multiple of {frames} frames")
+        delta = self.temporal_transformer.delta(x, frames, norm_mode)
+        if isinstance(scale, torch.Tensor):
+            scale = rearrange(cast(scale, x).repeat(x.shape[0] // frames), "n -> n 1 1 1")
+        elif scale == 1.0:
+            return x + delta
+        return x + delta * scale
+
+
+class MotionBlock(nn.Module):
+    def __init__(self, channels: int, modules: int, attention_blocks: int = 2):
+        super().__init__()
+        self.motion_modules = nn.ModuleList([MotionModule(channels, attention_blocks) for _ in range(modules)])
+
+
+@dataclass(frozen=True)
+class MotionArchitecture:
+    """What a file's key layout says about the network it holds."""
+    block_channels: tuple[int, ...]  # per UNet level, top (320) first
+    has_mid: bool
+    attention_blocks: int = 2
+
+    @property
+    def base(self) -> str:
+        return "SD1.5" if len(self.block_channels) == 4 else "SDXL"
+
+
+SD15_CHANNELS = (320, 640, 1280, 1280)
+SDXL_CHANNELS = (320, 640, 1280)
+
+
+class MotionModel(nn.Module):
+    """All motion modules of one file: down_blocks.{i}, up_blocks.{i} (reverse order), optional mid_block."""
+
+    def __init__(self, arch: MotionArchitecture):
+        super().__init__()
+        self.arch = arch
+        chans = arch.block_channels
+        self.down_blocks = nn.ModuleList([MotionBlock(c, 2, arch.attention_blocks) for c in chans])
+        self.up_blocks = nn.ModuleList([MotionBlock(c, 3, arch.attention_blocks) for c in reversed(chans)])
+        self.mid_block = MotionBlock(chans[-1], 1, arch.attention_blocks) if arch.has_mid else None
+
+    def ordered_modules(self):
+        """(kind, index, module) in UNet execution order; kind is 'input', 'middle' or 'output', index
+        counts motion modules of that kind (down: level·2 + i, up: level·3 + i)."""
+        for level, block in enumerate(self.down_blocks):
+            for i, m in enumerate(block.motion_modules):
+                yield "input", level * 2 + i, m
+        if self.mid_block is not None:
+            yield "middle", 0, self.mid_block.motion_modules[0]
+        for level, block in enumerate(self.up_blocks):
+            for i, m in enumerate(block.motion_modules):
+                yield "output", level * 3 + i, m

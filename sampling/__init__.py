@@ -1,0 +1,1 @@
+"""Sampling helpers: noise schedules (and later context windows, noise options). Imports without ComfyUI."""

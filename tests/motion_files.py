@@ -59,7 +59,7 @@ def _fill(key: str, shape, gen: torch.Generator, dtype, device):
 def original_state_dict(levels=SD15, mid=False, pe_length: int | None = 32, attention_blocks=2,
                         seed=0, dtype=torch.float32, device="cpu", zero_proj_out=False):
     """An original-format (guoyww) motion-module state dict. pe_length None = no PE stored (AnimateLCM)."""
-    from tests.reference import sinusoidal  # the spec's table, written independently
+    from reference import sinusoidal  # the spec's table, written independently
 
     gen = torch.Generator().manual_seed(seed)
     sd = {}

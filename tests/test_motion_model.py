@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from motion.model import POOLED, PER_FRAME, MotionModule, sinusoidal_table
-from tests import motion_files as mf
-from tests.reference import reference_module, sinusoidal
+import motion_files as mf
+from reference import reference_module, sinusoidal
 
 
 def module_weights(channels=320, seed=0, attention_blocks=2):

@@ -1,0 +1,261 @@
+"""Putting motion modules into ComfyUI's loaded SD1.5/SDXL UNet, through official extension points only.
+
+How (all on a ModelPatcher clone; the input MODEL is never touched):
+* `PatcherInjection` (ComfyUI's hook for adding modules to a model): while the clone is patched
+  in, each motion module sits in its UNet block as a `MotionLayer`, after the spatial transformer and
+  before any upsampler (MOTION_FORMATS.md §3). Weight patches (LoRAs) run while ejected, so key
+  paths of the UNet never change. For v1 and Hotshot-XL the UNet's resnet/output GroupNorms are
+  swapped for frame-pooled ones (§7) the same way; eject restores every original.
+* `forward_timestep_embed_patch` (a transformer_options patch) runs each MotionLayer with the
+  step's transformer_options, so it knows the frame count even when cond and uncond share a batch.
+* The motion model is an additional model of the clone: it loads and offloads with the UNet.
+* wrappers: OUTER_SAMPLE checks the frame count before anything is loaded; DIFFUSION_MODEL keeps
+  the per-call frame count for the pooled norms.
+
+This file imports ComfyUI lazily, so `motion` stays importable (and testable) without it.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from .errors import IncompatibleModelError, TooManyFramesError
+from .formats import MotionModelInfo
+from .model import POOLED, MotionModel
+
+LAYER_NAME = "motionkit_motion"
+
+
+@dataclass
+class MotionSettings:
+    scale: float = 1.0
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+    # sigma bounds, filled in before each sampling run from the model's own sampling schedule
+    start_sigma: float = float("inf")
+    end_sigma: float = 0.0
+
+
+@dataclass
+class FrameContext:
+    """Frames per batch item in the current UNet call (set by the DIFFUSION_MODEL wrapper)."""
+    frames: int = 1
+
+
+@dataclass
+class MotionApplication:
+    """One motion model applied to one MODEL: everything its injection needs."""
+    motion_model: MotionModel
+    info: MotionModelInfo
+    name: str
+    settings: MotionSettings
+    context: FrameContext = field(default_factory=FrameContext)
+    key: str = field(default_factory=lambda: f"motionkit_{uuid.uuid4().hex[:8]}")
+
+
+class MotionLayer(nn.Module):
+    """Stands in a UNet block; runs one motion module. Called through forward_timestep_embed_patch."""
+
+    def __init__(self, module: nn.Module, app: MotionApplication):
+        super().__init__()
+        self.module = module
+        self.app = app
+
+    def run(self, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
+        s = self.app.settings
+        sigmas = transformer_options.get("sigmas")
+        if sigmas is not None:
+            sigma = float(sigmas.max())
+            if not (s.end_sigma <= sigma <= s.start_sigma):
+                return x
+        frames = frames_in_call(x.shape[0], transformer_options)
+        return self.module(x, frames, self.app.info.module_norm, s.scale)
+
+    def forward(self, x):  # only reached if ComfyUI ever calls the layer without our patch
+        raise RuntimeError("MotionKit motion layer called without transformer_options; this ComfyUI version "
+                           "does not support forward_timestep_embed_patch.")
+
+
+def motion_layer_handler(layer, x, emb, context, transformer_options, *args, **kwargs):
+    return layer.run(x, transformer_options)
+
+
+class FramePooledGroupNorm(nn.Module):
+    """Runs the UNet's own GroupNorm with statistics pooled over the frames of each batch item (§7)."""
+
+    def __init__(self, norm: nn.Module, context: FrameContext):
+        super().__init__()
+        self.norm = norm
+        self.context = context
+
+    def forward(self, x):
+        pooled = self.norm(rearrange(x, "(b f) c h w -> b c f h w", f=self.context.frames))
+        return rearrange(pooled, "b c f h w -> (b f) c h w")
+
+
+def frames_in_call(rows: int, transformer_options: dict) -> int:
+    """cond and uncond (and several conds) are concatenated in one batch, each holding all frames."""
+    chunks = len(transformer_options.get("cond_or_uncond", [])) or 1
+    return rows // chunks
+
+
+# ---------------------------------------------------------------------------------------------
+# Where modules go
+
+def unet_description(unet) -> str:
+    levels = len(getattr(unet, "channel_mult", ()))
+    return {4: "SD1.5", 3: "SDXL"}.get(levels, f"a {levels}-level UNet")
+
+
+def plan(unet, motion_model: MotionModel, info: MotionModelInfo, name: str):
+    """[(block, position, motion module)]: position 'end', or the name of the layer to go before."""
+    from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, Upsample
+    from comfy.ldm.modules.attention import SpatialTransformer
+
+    unet_kind = unet_description(unet)
+    if unet_kind != info.base or getattr(unet, "model_channels", None) != 320:
+        fix = ("load an SDXL checkpoint, or choose an SD1.5 motion model (e.g. mm_sd_v15_v2.ckpt)" if info.base == "SDXL"
+               else "load an SD1.5 checkpoint, or choose an SDXL motion model (e.g. mm_sdxl_v10_beta.ckpt)")
+        raise IncompatibleModelError(
+            f"'{name}' is an {info.base} motion model ({info.family}) but the MODEL is {unet_kind}: {fix}.")
+
+    modules = {(kind, i): m for kind, i, m in motion_model.ordered_modules()}
+    down = [b for b in unet.input_blocks if isinstance(b[0], ResBlock)]
+    placements = []
+    for i, block in enumerate(down):
+        placements.append((block, None, modules[("input", i)]))
+    if ("middle", 0) in modules:
+        mid = unet.middle_block
+        names = list(mid._modules)
+        after = next(j for j, n in enumerate(names) if isinstance(mid._modules[n], SpatialTransformer))
+        placements.append((mid, names[after + 1], modules[("middle", 0)]))
+    for i, block in enumerate(unet.output_blocks):
+        up = next((n for n, layer in block._modules.items() if isinstance(layer, Upsample)), None)
+        placements.append((block, up, modules[("output", i)]))
+    for block, _, module in placements:
+        res = block[0]
+        if res.out_channels != module.temporal_transformer.channels:
+            raise IncompatibleModelError(
+                f"'{name}': motion module of {module.temporal_transformer.channels} channels does not fit a UNet "
+                f"block of {res.out_channels}; this UNet is not a standard {info.base} UNet.")
+    expected = len(list(motion_model.ordered_modules()))
+    if len(placements) != expected:
+        raise IncompatibleModelError(f"'{name}' has {expected} motion modules but the UNet has {len(placements)} places for them.")
+    return placements
+
+
+def _insert(block: nn.Module, layer: nn.Module, before: str | None, key: str) -> None:
+    """Insert `layer` under `key` before the layer named `before` (or at the end), keeping every
+    other layer's name, so key paths like `output_blocks.2.1.conv` still resolve."""
+    items = list(block._modules.items())
+    at = [n for n, _ in items].index(before) if before is not None else len(items)
+    block._modules.clear()
+    block._modules.update(items[:at] + [(key, layer)] + items[at:])
+
+
+def make_injection(app: MotionApplication):
+    from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
+    from comfy.patcher_extension import PatcherInjection
+
+    backups: list = []
+
+    def inject(patcher):
+        unet = patcher.model.diffusion_model
+        if app.info.unet_norm == POOLED:
+            for res in [m for m in unet.modules() if isinstance(m, ResBlock)]:
+                for seq in (res.in_layers, res.out_layers):
+                    backups.append((seq, "0", seq._modules["0"]))
+                    seq._modules["0"] = FramePooledGroupNorm(seq._modules["0"], app.context)
+            backups.append((unet.out, "0", unet.out._modules["0"]))
+            unet.out._modules["0"] = FramePooledGroupNorm(unet.out._modules["0"], app.context)
+        for block, before, module in plan(unet, app.motion_model, app.info, app.name):
+            key = f"{LAYER_NAME}_{app.key}"
+            _insert(block, MotionLayer(module, app), before, key)
+            backups.append((block, key, None))
+
+    def eject(patcher):
+        while backups:
+            container, name, original = backups.pop()
+            if original is None:
+                del container._modules[name]
+            else:
+                container._modules[name] = original
+
+    return PatcherInjection(inject=inject, eject=eject)
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying a motion model to a MODEL
+
+def compute_dtype(model_patcher) -> torch.dtype:
+    """The dtype the UNet's activations run in (its manual-cast dtype when weights are stored smaller)."""
+    base = model_patcher.model
+    return getattr(base, "manual_cast_dtype", None) or base.get_dtype()
+
+
+def check_frames(app: MotionApplication, frames: int, windowed: bool = False) -> None:
+    limit = app.info.max_frames
+    if frames <= limit:
+        return
+    what = f"a context window of {frames} frames" if windowed else f"a latent batch of {frames} frames"
+    raise TooManyFramesError(
+        f"'{app.name}' ({app.info.family}) animates at most {limit} frames in one pass, but sampling got {what}. "
+        f"Use {limit} frames or fewer (the batch size of the empty latent), or add context windows with a "
+        f"context length of {min(limit, 16)} (at most {limit}) to render longer animations.")
+
+
+def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionModelInfo, name: str,
+                       settings: MotionSettings, model_sampling=None):
+    """A clone of `model_patcher` that animates; `model_patcher` itself is left as it was."""
+    import copy
+
+    import comfy.model_patcher
+    from comfy.patcher_extension import CallbacksMP, WrappersMP
+
+    plan(model_patcher.get_model_object("diffusion_model"), motion_model, info, name)  # fail now, not mid-sampling
+
+    dtype = compute_dtype(model_patcher)
+    if any(p.dtype != dtype for p in motion_model.parameters()):
+        motion_model = copy.deepcopy(motion_model).to(dtype)  # the loaded model is cached and shared: copy
+    app = MotionApplication(motion_model, info, name, settings)
+
+    m = model_patcher.clone()
+    m.set_additional_models(app.key, [comfy.model_patcher.ModelPatcher(
+        motion_model, load_device=model_patcher.load_device, offload_device=model_patcher.offload_device)])
+    m.set_injections(app.key, [make_injection(app)])
+    patches = m.model_options["transformer_options"].get("patches", {}).get("forward_timestep_embed_patch", [])
+    if not any(cls is MotionLayer for cls, _ in patches):
+        m.set_model_forward_timestep_embed_patch((MotionLayer, motion_layer_handler))
+
+    def outer_sample(executor, *args, **kwargs):
+        noise = args[0]
+        handler = executor.class_obj.model_options.get("context_handler")
+        length = getattr(handler, "context_length", None)
+        if length is not None and noise.shape[0] > length:
+            check_frames(app, length, windowed=True)
+        else:
+            check_frames(app, noise.shape[0])
+        return executor(*args, **kwargs)
+
+    def diffusion_model(executor, *args, **kwargs):
+        x = args[0]
+        transformer_options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
+        app.context.frames = frames_in_call(x.shape[0], transformer_options)
+        check_frames(app, app.context.frames)
+        return executor(*args, **kwargs)
+
+    def pre_run(patcher):
+        sampling = patcher.get_model_object("model_sampling")
+        settings.start_sigma = float(sampling.percent_to_sigma(settings.start_percent))
+        settings.end_sigma = float(sampling.percent_to_sigma(settings.end_percent))
+
+    m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, app.key, outer_sample)
+    m.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, app.key, diffusion_model)
+    m.add_callback_with_key(CallbacksMP.ON_PRE_RUN, app.key, pre_run)
+    if model_sampling is not None:
+        m.add_object_patch("model_sampling", model_sampling)
+    return m

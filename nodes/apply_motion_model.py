@@ -1,0 +1,40 @@
+"""Apply Motion Model: a MODEL that animates the frames of its latent batch."""
+from ..motion.injection import MotionSettings, apply_motion_model
+from ..sampling import schedules
+
+
+class ApplyMotionModel:
+    DESCRIPTION = ("Makes an SD1.5/SDXL model animate: the frames of the latent batch become one clip. "
+                   "Use the output MODEL with KSampler, KSamplerAdvanced or SamplerCustomAdvanced. "
+                   "The input MODEL is left unchanged.")
+    CATEGORY = "MotionKit"
+    RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("The model with the motion model inserted (and its noise schedule set).",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "Your SD1.5 or SDXL checkpoint's model (must match the motion model)."}),
+            "motion_model": ("MOTION_MODEL", {"tooltip": "From 'Load Motion Model'."}),
+            "motion_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.01,
+                                       "tooltip": "How much motion: 1 = as trained, 0 = none (plain images), "
+                                                  "in between blends; above 1 exaggerates."}),
+            "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001,
+                                        "tooltip": "Sampling progress at which motion starts (0 = first step)."}),
+            "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.001,
+                                      "tooltip": "Sampling progress at which motion stops (1 = last step)."}),
+            "noise_schedule": (schedules.CHOICES, {"default": schedules.AUTO,
+                                                   "tooltip": "autoselect uses the schedule the motion model was trained "
+                                                              "with (e.g. sqrt_linear for SD1.5 AnimateDiff, LCM for "
+                                                              "AnimateLCM). 'use model's own' keeps the checkpoint's."}),
+        }}
+
+    def apply(self, model, motion_model, motion_scale, start_percent, end_percent, noise_schedule):
+        if start_percent > end_percent:
+            raise ValueError(f"start_percent ({start_percent}) is after end_percent ({end_percent}); "
+                             f"set start_percent lower than end_percent.")
+        schedule = schedules.resolve(noise_schedule, motion_model.info.schedule)
+        sampling = schedules.make_model_sampling(schedule) if schedule is not None else None
+        settings = MotionSettings(scale=motion_scale, start_percent=start_percent, end_percent=end_percent)
+        return (apply_motion_model(model, motion_model.model, motion_model.info, motion_model.name, settings, sampling),)

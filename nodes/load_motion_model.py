@@ -1,0 +1,39 @@
+"""Load Motion Model: a motion-module file from models/animatediff_models."""
+from dataclasses import dataclass
+
+import folder_paths
+
+from ..motion.formats import MotionModelInfo, load_motion_model
+from ..motion.model import MotionModel
+from .model_folders import MOTION_FOLDER, register
+
+register()
+
+
+@dataclass(frozen=True)
+class LoadedMotionModel:
+    """What flows along a MOTION_MODEL wire."""
+    model: MotionModel
+    info: MotionModelInfo
+    name: str
+
+
+class LoadMotionModel:
+    DESCRIPTION = ("Loads an AnimateDiff-family motion model (v1, v2, v3, SDXL beta, Hotshot-XL, AnimateLCM, "
+                   "AnimateDiff-Lightning) from models/animatediff_models. The format is detected from the file.")
+    CATEGORY = "MotionKit"
+    RETURN_TYPES = ("MOTION_MODEL",)
+    RETURN_NAMES = ("motion_model",)
+    OUTPUT_TOOLTIPS = ("The motion model; connect it to 'Apply Motion Model'.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model_name": (folder_paths.get_filename_list(MOTION_FOLDER), {
+            "tooltip": "A motion-module file (e.g. mm_sd_v15_v2.ckpt, v3_sd15_mm.ckpt, mm_sdxl_v10_beta.ckpt) "
+                       "in models/animatediff_models or models/motion_models."})}}
+
+    def load(self, model_name):
+        path = folder_paths.get_full_path_or_raise(MOTION_FOLDER, model_name)
+        model, info = load_motion_model(path, model_name)
+        return (LoadedMotionModel(model, info, model_name),)

@@ -41,7 +41,8 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors or pickled checkpoint (weights-only), wrappers removed."""
     name = os.path.basename(path)
     if not os.path.isfile(path):
-        raise MotionKitError(f"Motion model file '{path}' does not exist.")
+        raise MotionKitError(f"Motion model file '{path}' does not exist. Check the file name, or put the file in "
+                             f"ComfyUI/models/animatediff_models and pick it from the list.")
     try:
         if path.lower().endswith((".safetensors", ".sft")):
             from safetensors.torch import load_file
@@ -49,6 +50,11 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated downloads, HTML error pages saved as .ckpt, pickles with code
+        if "Weights only load failed" in str(e) and "GLOBAL" in str(e):  # a pickled class/function: refused, never run
+            raise MotionKitError(
+                f"'{name}' contains Python objects besides weights (pickled code or classes), so MotionKit refuses "
+                f"to load it. Download the motion model from its official source, as .safetensors if offered."
+            ) from e
         raise MotionKitError(
             f"Could not read '{name}': {type(e).__name__}: {e}. The file is corrupt or incomplete "
             f"(often an interrupted download); download it again."
@@ -59,7 +65,8 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
 def clean_state_dict(sd, name: str = "state dict") -> dict[str, torch.Tensor]:
     """Unwrap `state_dict` / `controlnet` wrappers and drop non-tensor entries (`animatediff_config`)."""
     if not isinstance(sd, dict):
-        raise MotionKitError(f"'{name}' holds a {type(sd).__name__}, not a dictionary of weights; it is not a model file.")
+        raise MotionKitError(f"'{name}' holds a {type(sd).__name__}, not a dictionary of weights; it is not a model file. "
+                             f"Choose a motion model file (e.g. mm_sd_v15_v2.ckpt).")
     for wrapper in ("state_dict", "controlnet"):
         if isinstance(sd.get(wrapper), dict):
             sd = sd[wrapper]
@@ -137,12 +144,16 @@ def _architecture(sd: dict, name: str) -> MotionArchitecture:
     levels = max(down) + 1
     channels = {4: SD15_CHANNELS, 3: SDXL_CHANNELS}.get(levels)
     if channels is None:
-        raise MotionKitError(f"'{name}' has {levels} down blocks of motion modules; only SD1.5 (4) and SDXL (3) layouts exist.")
+        raise MotionKitError(f"'{name}' has {levels} down blocks of motion modules; only SD1.5 (4) and SDXL (3) layouts exist. "
+                             f"Choose an AnimateDiff-family motion model file.")
     width = sd.get("down_blocks.0.motion_modules.0.temporal_transformer.norm.weight")
     if width is not None and width.shape[0] != 320:
-        raise MotionKitError(f"'{name}': first motion module has {width.shape[0]} channels, expected 320.")
+        raise MotionKitError(f"'{name}': first motion module has {width.shape[0]} channels, expected 320. "
+                             f"Choose an AnimateDiff-family motion model file.")
     attention_blocks = 1 + max(
-        int(m.group(1)) for k in sd if (m := re.search(r"\.attention_blocks\.(\d+)\.", k)))
+        (int(m.group(1)) for k in sd if (m := re.search(r"\.attention_blocks\.(\d+)\.", k))), default=-1)
+    if not attention_blocks:
+        raise MotionKitError(f"'{name}' has motion modules without attention weights; the file is incomplete. Download it again.")
     return MotionArchitecture(channels, any(k.startswith("mid_block.motion_modules.") for k in sd), attention_blocks)
 
 
@@ -164,13 +175,17 @@ def classify(sd: dict[str, torch.Tensor], name: str = "state dict") -> tuple[Mot
     if not motion:
         raise MotionKitError(
             f"'{name}' is not a motion model in any format MotionKit knows (AnimateDiff v1/v2/v3, SDXL beta, "
-            f"Hotshot-XL, AnimateLCM, AnimateDiff-Lightning). Key patterns seen: {key_patterns(keys)}.")
+            f"Hotshot-XL, AnimateLCM, AnimateDiff-Lightning). Key patterns seen: {key_patterns(keys)}. "
+            f"Choose a motion model file (e.g. mm_sd_v15_v2.ckpt) instead.")
     arch = _architecture(motion, name)
     pe = [v for k, v in motion.items() if k.endswith("pos_encoder.pe")]
     weights = {k: v for k, v in motion.items() if not k.endswith("pos_encoder.pe")}
     pe_length = pe[0].shape[1] if pe else diffusers_pe
 
     if arch.base == "SDXL":
+        if pe_length is None:
+            raise MotionKitError(f"'{name}' stores no positional encoding; no known SDXL motion model looks like this. "
+                                 f"Choose mm_sdxl_v10_beta.ckpt or hsxl_temporal_layers.safetensors.")
         if source == "hotshot":
             info = ("Hotshot-XL", PER_FRAME, POOLED, "linear (HotshotXL/default)")
         else:
@@ -178,9 +193,11 @@ def classify(sd: dict[str, torch.Tensor], name: str = "state dict") -> tuple[Mot
     elif pe_length is None:
         if not arch.has_mid:
             raise MotionKitError(f"'{name}' stores no positional encoding and has no mid block; no known SD1.5 "
-                                 f"motion model looks like this. Key patterns seen: {key_patterns(keys)}.")
+                                 f"motion model looks like this. Key patterns seen: {key_patterns(keys)}. "
+                                 f"Choose a motion model file (e.g. v3_sd15_mm.ckpt) instead.")
         pe_length = ANIMATELCM_PE_LENGTH
-        info = ("AnimateLCM-I2V" if has_image_encoder else "AnimateLCM", PER_FRAME, PER_FRAME, "lcm (AnimateLCM)")
+        info = (("AnimateLCM-I2V", PER_FRAME, PER_FRAME, "lcm (AnimateLCM-I2V)") if has_image_encoder
+                else ("AnimateLCM", PER_FRAME, PER_FRAME, "lcm (AnimateLCM)"))  # §4.7/§9: i2v betas end 0.014, 200 steps
     elif arch.has_mid:
         info = ("AnimateDiff v2", PER_FRAME, PER_FRAME, "sqrt_linear (AnimateDiff)")
     elif pe_length == 24:
@@ -218,6 +235,7 @@ def build_motion_model(info: MotionModelInfo, weights: dict, name: str = "state 
         k = wrong[0]
         raise MotionKitError(
             f"'{name}': weight {k} has shape {tuple(weights[k].shape)}, expected {tuple(expected[k].shape)} "
-            f"for {info.family}; the file is not a supported motion model.")
+            f"for {info.family}; the file is not a supported motion model. Choose an AnimateDiff-family motion "
+            f"model file, or download this one again.")
     model.load_state_dict({k: weights[k] for k in expected}, strict=True, assign=True)
     return model.eval().requires_grad_(False)

@@ -223,3 +223,34 @@ def test_errors_are_clear_and_leave_comfyui_usable(server):
         assert latent(server, base_graph(frames=2)) is not None
     latent(server, base_graph(frames=2, seed=99))  # force the plain sampler to run again
     assert torch.equal(latent(server, base_graph(frames=2)), plain), "an error left ComfyUI patched"
+
+
+def ui_to_api(ui: dict, object_info: dict) -> dict:
+    """What the ComfyUI frontend does when queueing a UI-format workflow: widgets by INPUT_TYPES order."""
+    links = {link[0]: link for link in ui["links"]}
+    api = {}
+    for node in ui["nodes"]:
+        spec = object_info[node["type"]]["input"]
+        inputs, values = {}, list(node.get("widgets_values", []))
+        for name, cfg in [*spec.get("required", {}).items(), *spec.get("optional", {}).items()]:
+            kind, opts = cfg[0], (cfg[1] if len(cfg) > 1 else {})
+            if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"):
+                if any(i["name"] == name and i.get("link") is not None for i in node.get("inputs", [])):
+                    continue  # a widget converted to an input
+                inputs[name] = values.pop(0)
+                if opts.get("control_after_generate"):
+                    values.pop(0)  # "fixed" / "randomize": a frontend-only widget
+        assert not values, f"node {node['id']} ({node['type']}) has extra widget values {values}"
+        for i in node.get("inputs", []):
+            if i.get("link") is not None:
+                link = links[i["link"]]
+                inputs[i["name"]] = [str(link[1]), link[2]]
+        api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return api
+
+
+def test_ui_workflow_matches_api_workflow(server):
+    ui = json.loads((REPO / "example_workflows" / "txt2anim_sd15.json").read_text())
+    api = json.loads((REPO / "example_workflows" / "txt2anim_sd15_api.json").read_text())
+    converted = ui_to_api(ui, server.object_info())
+    assert converted == {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}

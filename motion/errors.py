@@ -15,3 +15,15 @@ class IncompatibleModelError(MotionKitError):
 
 class TooManyFramesError(MotionKitError):
     """More frames in one pass than the motion model's positional encoding covers."""
+
+
+class ContextWindowError(MotionKitError):
+    """Context-window settings that cannot work (overlap not below the length, windows too long)."""
+
+
+class NoiseOptionError(MotionKitError):
+    """FreeNoise / FreeInit settings that cannot work (a stride longer than the window, an unknown filter)."""
+
+
+class MotionScaleScheduleError(MotionKitError):
+    """A motion scale schedule whose text cannot be read (not a number, a frame given twice, ...)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import MotionKitError, WrongFileTypeError
+from .image_encoder import build_image_encoder, split_image_encoder
 from .model import PER_FRAME, POOLED, SD15_CHANNELS, SDXL_CHANNELS, MotionArchitecture
 
 ANIMATELCM_PE_LENGTH = 64  # AnimateLCM stores no PE; its code builds a 64-row table (§4.6)
@@ -82,28 +83,51 @@ def key_patterns(keys, limit: int = 8) -> str:
     return ", ".join(f"{p}… ({n})" for p, n in counts.most_common(limit)) or "no tensors at all"
 
 
-def _reject_other_kinds(keys: list[str], name: str) -> None:
-    """Name the kind of file a user handed us by mistake and where it belongs."""
+# What a file is, when it is not what a loader wants (§5 steps 2-3, plus the SD files users mix up)
+SPARSECTRL, MOTION_LORA, DOMAIN_ADAPTER = "sparsectrl", "motion_lora", "domain_adapter"
+SD_LORA, SD_CHECKPOINT, MOTION_MODEL = "sd_lora", "sd_checkpoint", "motion_model"
+
+_KINDS = {  # kind: (what it is, which node takes it)
+    SPARSECTRL: ("a SparseCtrl model (AnimateDiff v3's sparse control net)", "Load it with a SparseCtrl loader node"),
+    MOTION_LORA: ("a MotionLoRA (camera-motion LoRA)",
+                  "Load it with the MotionLoRA loader node ('Load MotionLoRA') and connect that to 'Apply Motion Model'"),
+    DOMAIN_ADAPTER: ("the AnimateDiff v3 domain adapter (a LoRA on the SD UNet)",
+                     "Apply it to your checkpoint's MODEL with 'Apply Domain Adapter' (or the core 'LoraLoaderModelOnly' node)"),
+    SD_LORA: ("a LoRA for the SD model", "Use the core 'Load LoRA' node for it"),
+    SD_CHECKPOINT: ("a Stable Diffusion checkpoint", "Load it with 'Load Checkpoint'"),
+    MOTION_MODEL: ("a motion model", "Load it with 'Load Motion Model' (file in models/animatediff_models)"),
+}
+
+
+def detect_kind(keys) -> str | None:
+    """The kind of file these keys belong to (one of the constants above); None when unrecognised."""
+    keys = list(keys)
     joined = "\n".join(keys)
     if "controlnet_cond_embedding" in joined:
-        raise WrongFileTypeError(
-            f"'{name}' is a SparseCtrl model (AnimateDiff v3's sparse control net), not a motion model. "
-            f"Load it with a SparseCtrl loader node; here choose a motion model such as v3_sd15_mm.ckpt.")
+        return SPARSECTRL
     if re.search(r"processor\.to_(q|k|v|out)_lora\.", joined):
-        if "motion_modules" in joined:
-            raise WrongFileTypeError(
-                f"'{name}' is a MotionLoRA (camera-motion LoRA), not a motion model. Load a motion model here "
-                f"(e.g. mm_sd_v15_v2.ckpt) and add the MotionLoRA to it with the MotionLoRA loader node.")
-        raise WrongFileTypeError(
-            f"'{name}' is the AnimateDiff v3 domain adapter (a LoRA on the SD UNet), not a motion model. "
-            f"Apply it to your checkpoint with the core 'LoraLoaderModelOnly' node; here load v3_sd15_mm.ckpt.")
+        return MOTION_LORA if "motion_modules" in joined else DOMAIN_ADAPTER
     if any(k.startswith(("lora_unet_", "lora_te")) or ".lora_down." in k or ".lora_A." in k for k in keys):
-        raise WrongFileTypeError(
-            f"'{name}' is a LoRA for the SD model, not a motion model. Use the core 'Load LoRA' node for it.")
+        return SD_LORA
     if any(k.startswith(("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")) for k in keys):
-        raise WrongFileTypeError(
-            f"'{name}' is a Stable Diffusion checkpoint, not a motion model. Load it with 'Load Checkpoint' "
-            f"and put motion models (e.g. mm_sd_v15_v2.ckpt) in models/animatediff_models.")
+        return SD_CHECKPOINT
+    if any("motion_modules." in k or "temporal_attentions." in k for k in keys):
+        return MOTION_MODEL
+    return None
+
+
+def reject_other_kinds(keys, name: str, accept: str, here: str) -> str | None:
+    """Refuse a file of a kind other than `accept`, saying what it is and which node takes it.
+    `here` says what to choose instead. Returns the detected kind (`accept` or None)."""
+    kind = detect_kind(keys)
+    if kind is not None and kind != accept:
+        what, where = _KINDS[kind]
+        raise WrongFileTypeError(f"'{name}' is {what}, not {_KINDS[accept][0]}. {where}; here choose {here}.")
+    return kind
+
+
+def _reject_other_kinds(keys: list[str], name: str) -> None:
+    reject_other_kinds(keys, name, MOTION_MODEL, "a motion model such as mm_sd_v15_v2.ckpt or v3_sd15_mm.ckpt")
 
 
 def _convert_hotshot(sd: dict) -> dict:
@@ -215,8 +239,12 @@ def load_motion_model(path: str, name: str | None = None):
     from .model import MotionModel
 
     name = name or os.path.basename(path)
-    info, weights = classify(read_state_dict(path), name)
-    return build_motion_model(info, weights, name), info
+    sd = read_state_dict(path)
+    info, weights = classify(sd, name)
+    model = build_motion_model(info, weights, name)
+    if info.has_image_encoder:  # AnimateLCM-I2V (§4.7): the image encoder rides along as model.img_encoder
+        model.img_encoder = build_image_encoder(split_image_encoder(sd), name)
+    return model, info
 
 
 def build_motion_model(info: MotionModelInfo, weights: dict, name: str = "state dict"):

@@ -28,6 +28,9 @@ from .formats import MotionModelInfo
 from .model import POOLED, MotionModel
 
 LAYER_NAME = "motionkit_motion"
+# transformer_options entry: {motion module: tensor added to its input} (AnimateLCM-I2V image features,
+# put there per UNet call by motion.image_conditioning)
+IMAGE_FEATURES = "motionkit_image_features"
 
 
 @dataclass
@@ -38,12 +41,35 @@ class MotionSettings:
     # sigma bounds, filled in before each sampling run from the model's own sampling schedule
     start_sigma: float = float("inf")
     end_sigma: float = 0.0
+    # motion.keyframes.MotionScaleSchedule: multiplies `scale` per frame (None = the same on every frame)
+    schedule: object = None
+
+
+def in_range(settings: MotionSettings, transformer_options: dict) -> bool:
+    """Whether this UNet call's sigma lies in the part of sampling the motion model acts in."""
+    sigmas = transformer_options.get("sigmas")
+    return sigmas is None or settings.end_sigma <= float(sigmas.max()) <= settings.start_sigma
+
+
+def frame_scale(settings: MotionSettings, frames: int, transformer_options: dict):
+    """The motion scale of this call: a number, or a tensor [frames] when the schedule varies over them.
+
+    The schedule is indexed by absolute frame: inside a context window (core's handler puts the window
+    in transformer_options) by the window's frames, else frames 0..F-1."""
+    if settings.schedule is None:
+        return settings.scale
+    window = getattr(transformer_options.get("context_window"), "index_list", None)
+    indices = window if window is not None and len(window) == frames else range(frames)
+    values = [settings.scale * v for v in settings.schedule.values(indices)]
+    return values[0] if len(set(values)) == 1 else torch.tensor(values)
 
 
 @dataclass
 class FrameContext:
-    """Frames per batch item in the current UNet call (set by the DIFFUSION_MODEL wrapper)."""
+    """Frames per batch item in the current UNet call, and whether the motion model acts in it
+    (start/end percent); set by the DIFFUSION_MODEL wrapper."""
     frames: int = 1
+    active: bool = True
 
 
 @dataclass
@@ -67,13 +93,14 @@ class MotionLayer(nn.Module):
 
     def run(self, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
         s = self.app.settings
-        sigmas = transformer_options.get("sigmas")
-        if sigmas is not None:
-            sigma = float(sigmas.max())
-            if not (s.end_sigma <= sigma <= s.start_sigma):
-                return x
+        if not in_range(s, transformer_options):
+            return x
         frames = frames_in_call(x.shape[0], transformer_options)
-        return self.module(x, frames, self.app.info.module_norm, s.scale)
+        scale = frame_scale(s, frames, transformer_options)
+        if not isinstance(scale, torch.Tensor) and scale == 0.0:
+            return x  # no motion on any frame: skip the module
+        feature = transformer_options.get(IMAGE_FEATURES, {}).get(self.module)
+        return self.module(x, frames, self.app.info.module_norm, scale, feature)
 
     def forward(self, x):  # only reached if ComfyUI ever calls the layer without our patch
         raise RuntimeError("MotionKit motion layer called without transformer_options; this ComfyUI version "
@@ -85,15 +112,19 @@ def motion_layer_handler(layer, x, emb, context, transformer_options, *args, **k
 
 
 class FramePooledGroupNorm(nn.Module):
-    """Runs the UNet's own GroupNorm with statistics pooled over the frames of each batch item (§7)."""
+    """Runs the UNet's own GroupNorm with statistics pooled over the frames of each batch item (§7),
+    while a motion model that needs it acts (several such models applied to one MODEL share it)."""
 
     def __init__(self, norm: nn.Module, context: FrameContext):
         super().__init__()
         self.norm = norm
-        self.context = context
+        self.contexts = [context]
 
     def forward(self, x):
-        pooled = self.norm(rearrange(x, "(b f) c h w -> b c f h w", f=self.context.frames))
+        context = next((c for c in self.contexts if c.active), None)
+        if context is None:  # outside every pooling motion model's start/end percent: plain SD
+            return self.norm(x)
+        pooled = self.norm(rearrange(x, "(b f) c h w -> b c f h w", f=context.frames))
         return rearrange(pooled, "b c f h w -> (b f) c h w")
 
 
@@ -132,7 +163,9 @@ def plan(unet, motion_model: MotionModel, info: MotionModelInfo, name: str):
         mid = unet.middle_block
         names = list(mid._modules)
         after = next(j for j, n in enumerate(names) if isinstance(mid._modules[n], SpatialTransformer))
-        placements.append((mid, names[after + 1], modules[("middle", 0)]))
+        # after the motion layers of motion models applied before this one, as in the other blocks
+        before = next(n for n in names[after + 1:] if not isinstance(mid._modules[n], MotionLayer))
+        placements.append((mid, before, modules[("middle", 0)]))
     for i, block in enumerate(unet.output_blocks):
         up = next((n for n, layer in block._modules.items() if isinstance(layer, Upsample)), None)
         placements.append((block, up, modules[("output", i)]))
@@ -163,15 +196,22 @@ def make_injection(app: MotionApplication):
 
     backups: list = []
 
+    def pool(container: nn.Module) -> None:
+        norm = container._modules["0"]
+        if isinstance(norm, FramePooledGroupNorm):  # another pooling motion model got here first: share it
+            norm.contexts.append(app.context)
+            backups.append((norm, app.context, None))
+        else:
+            container._modules["0"] = FramePooledGroupNorm(norm, app.context)
+            backups.append((container, "0", norm))
+
     def inject(patcher):
         unet = patcher.model.diffusion_model
         if app.info.unet_norm == POOLED:
             for res in [m for m in unet.modules() if isinstance(m, ResBlock)]:
-                for seq in (res.in_layers, res.out_layers):
-                    backups.append((seq, "0", seq._modules["0"]))
-                    seq._modules["0"] = FramePooledGroupNorm(seq._modules["0"], app.context)
-            backups.append((unet.out, "0", unet.out._modules["0"]))
-            unet.out._modules["0"] = FramePooledGroupNorm(unet.out._modules["0"], app.context)
+                pool(res.in_layers)
+                pool(res.out_layers)
+            pool(unet.out)
         for block, before, module in plan(unet, app.motion_model, app.info, app.name):
             key = f"{LAYER_NAME}_{app.key}"
             _insert(block, MotionLayer(module, app), before, key)
@@ -180,7 +220,10 @@ def make_injection(app: MotionApplication):
     def eject(patcher):
         while backups:
             container, name, original = backups.pop()
-            if original is None:
+            if isinstance(container, FramePooledGroupNorm):
+                # a norm shared with another pooling motion model: `name` is this model's FrameContext
+                container.contexts[:] = [c for c in container.contexts if c is not name]
+            elif original is None:
                 del container._modules[name]
             else:
                 container._modules[name] = original
@@ -190,6 +233,11 @@ def make_injection(app: MotionApplication):
 
 # ---------------------------------------------------------------------------------------------
 # Applying a motion model to a MODEL
+
+def applications(model_patcher) -> list[MotionApplication]:
+    """The motion models applied to a MODEL (clones share them), in the order they were applied."""
+    return [a for a in model_patcher.attachments.values() if isinstance(a, MotionApplication)]
+
 
 def compute_dtype(model_patcher) -> torch.dtype:
     """The dtype the UNet's activations run in (its manual-cast dtype when weights are stored smaller)."""
@@ -201,32 +249,39 @@ def check_frames(app: MotionApplication, frames: int, windowed: bool = False) ->
     limit = app.info.max_frames
     if frames <= limit:
         return
-    what = f"a context window of {frames} frames" if windowed else f"a latent batch of {frames} frames"
+    if windowed:
+        raise TooManyFramesError(
+            f"'{app.name}' ({app.info.family}) animates at most {limit} frames in one pass, but the context windows "
+            f"give it {frames} frames at once. Set context_length on 'Context Windows (Motion)' to {limit} or less "
+            f"({min(limit, 16)} is typical).")
     raise TooManyFramesError(
-        f"'{app.name}' ({app.info.family}) animates at most {limit} frames in one pass, but sampling got {what}. "
-        f"Use {limit} frames or fewer (the batch size of the empty latent), or add context windows with a "
-        f"context length of {min(limit, 16)} (at most {limit}) to render longer animations.")
+        f"'{app.name}' ({app.info.family}) animates at most {limit} frames in one pass, but sampling got a latent "
+        f"batch of {frames} frames. Use {limit} frames or fewer (the batch size of the empty latent), or add "
+        f"context windows with a context length of {min(limit, 16)} (at most {limit}) to render longer animations.")
 
 
 def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionModelInfo, name: str,
-                       settings: MotionSettings, model_sampling=None):
-    """A clone of `model_patcher` that animates; `model_patcher` itself is left as it was."""
-    import copy
+                       settings: MotionSettings, model_sampling=None, loras=()):
+    """A clone of `model_patcher` that animates; `model_patcher` itself is left as it was.
 
-    import comfy.model_patcher
+    `loras`: MotionLoRAs (motion.lora.MotionLoRA, strength each), added as weight patches to the motion model."""
     from comfy.patcher_extension import CallbacksMP, WrappersMP
+
+    from .lora import add_motion_loras, motion_patcher, unpatched_copy
 
     plan(model_patcher.get_model_object("diffusion_model"), motion_model, info, name)  # fail now, not mid-sampling
 
     dtype = compute_dtype(model_patcher)
     if any(p.dtype != dtype for p in motion_model.parameters()):
-        motion_model = copy.deepcopy(motion_model).to(dtype)  # the loaded model is cached and shared: copy
+        motion_model = unpatched_copy(motion_model, dtype)  # the loaded model is cached and shared: copy
     app = MotionApplication(motion_model, info, name, settings)
+    motion = motion_patcher(motion_model, model_patcher)  # a clone: weight patches stay with this graph
+    add_motion_loras(motion, loras, name)
 
     m = model_patcher.clone()
-    m.set_additional_models(app.key, [comfy.model_patcher.ModelPatcher(
-        motion_model, load_device=model_patcher.load_device, offload_device=model_patcher.offload_device)])
+    m.set_additional_models(app.key, [motion])
     m.set_injections(app.key, [make_injection(app)])
+    m.set_attachments(app.key, app)  # so later nodes find it (see `applications`)
     patches = m.model_options["transformer_options"].get("patches", {}).get("forward_timestep_embed_patch", [])
     if not any(cls is MotionLayer for cls, _ in patches):
         m.set_model_forward_timestep_embed_patch((MotionLayer, motion_layer_handler))
@@ -235,8 +290,8 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
         noise = args[0]
         handler = executor.class_obj.model_options.get("context_handler")
         length = getattr(handler, "context_length", None)
-        if length is not None and noise.shape[0] > length:
-            check_frames(app, length, windowed=True)
+        if length is not None:  # windows of `length` frames, or all frames in one pass when they fit in one
+            check_frames(app, min(length, noise.shape[0]), windowed=True)
         else:
             check_frames(app, noise.shape[0])
         return executor(*args, **kwargs)
@@ -245,6 +300,7 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
         x = args[0]
         transformer_options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
         app.context.frames = frames_in_call(x.shape[0], transformer_options)
+        app.context.active = in_range(settings, transformer_options)
         check_frames(app, app.context.frames)
         return executor(*args, **kwargs)
 

@@ -136,13 +136,18 @@ class MotionModule(nn.Module):
         super().__init__()
         self.temporal_transformer = TemporalTransformer(channels, attention_blocks)
 
-    def forward(self, x: torch.Tensor, frames: int, norm_mode: str = PER_FRAME, scale=1.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frames: int, norm_mode: str = PER_FRAME, scale=1.0, feature=None) -> torch.Tensor:
         """`scale` blends the motion in: x + scale·delta (1 = as trained, 0 = identity).
 
-        It may be a per-frame tensor of shape [frames]."""
+        It may be a per-frame tensor of shape [frames]. `feature` (AnimateLCM-I2V's image features, §4.7)
+        is added to the module's input; it counts as part of what the motion model adds, so `scale`
+        blends it too: x + scale·(feature + delta(x + feature))."""
         if x.shape[0] % frames:
             raise ValueError(f"motion module got a batch of {x.shape[0]} rows, not a multiple of {frames} frames")
-        delta = self.temporal_transformer.delta(x, frames, norm_mode)
+        if feature is None:
+            delta = self.temporal_transformer.delta(x, frames, norm_mode)
+        else:
+            delta = feature + self.temporal_transformer.delta(x + feature, frames, norm_mode)
         if isinstance(scale, torch.Tensor):
             scale = rearrange(cast(scale, x).repeat(x.shape[0] // frames), "n -> n 1 1 1")
         elif scale == 1.0:
@@ -182,6 +187,7 @@ class MotionModel(nn.Module):
         self.down_blocks = nn.ModuleList([MotionBlock(c, 2, arch.attention_blocks) for c in chans])
         self.up_blocks = nn.ModuleList([MotionBlock(c, 3, arch.attention_blocks) for c in reversed(chans)])
         self.mid_block = MotionBlock(chans[-1], 1, arch.attention_blocks) if arch.has_mid else None
+        self.img_encoder = None  # AnimateLCM-I2V files: motion.image_encoder.ImageEncoder (set by formats.py)
 
     def ordered_modules(self):
         """(kind, index, module) in UNet execution order; kind is 'input', 'middle' or 'output', index

@@ -28,13 +28,21 @@ class ApplyMotionModel:
                                                    "tooltip": "autoselect uses the schedule the motion model was trained "
                                                               "with (e.g. sqrt_linear for SD1.5 AnimateDiff, LCM for "
                                                               "AnimateLCM). 'use model's own' keeps the checkpoint's."}),
+        }, "optional": {
+            "motion_lora": ("MOTION_LORA", {"tooltip": "Optional MotionLoRAs (camera motions) from 'Load MotionLoRA', "
+                                                       "applied to this motion model with their strengths."}),
+            "motion_scale_schedule": ("MOTION_SCALE", {"tooltip": "Optional motion strength per frame from 'Motion Scale "
+                                                                  "Schedule': multiplies motion_scale frame by frame."}),
         }}
 
-    def apply(self, model, motion_model, motion_scale, start_percent, end_percent, noise_schedule):
+    def apply(self, model, motion_model, motion_scale, start_percent, end_percent, noise_schedule, motion_lora=None,
+              motion_scale_schedule=None):
         if start_percent > end_percent:
             raise ValueError(f"start_percent ({start_percent}) is after end_percent ({end_percent}); "
                              f"set start_percent lower than end_percent.")
         schedule = schedules.resolve(noise_schedule, motion_model.info.schedule)
         sampling = schedules.make_model_sampling(schedule) if schedule is not None else None
-        settings = MotionSettings(scale=motion_scale, start_percent=start_percent, end_percent=end_percent)
-        return (apply_motion_model(model, motion_model.model, motion_model.info, motion_model.name, settings, sampling),)
+        settings = MotionSettings(scale=motion_scale, start_percent=start_percent, end_percent=end_percent,
+                                  schedule=motion_scale_schedule)
+        return (apply_motion_model(model, motion_model.model, motion_model.info, motion_model.name, settings, sampling,
+                                   loras=motion_lora or ()),)

@@ -89,12 +89,42 @@ def sdxl_beta(**kw): return original_state_dict(SDXL, mid=False, pe_length=32, *
 def animatelcm(**kw): return original_state_dict(SD15, mid=True, pe_length=None, **kw)
 
 
-def animatelcm_i2v(**kw):
+def image_encoder_shapes():
+    """§4.7: `img_encoder.*` of AnimateLCM_sd15_i2v.ckpt: conv_in, then 2 residual blocks per level
+    (320/640/1280/1280): block1 3×3, block2 1×1, in_conv 1×1 only where the channels change."""
+    shapes = {"img_encoder.conv_in.weight": (320, 4, 3, 3), "img_encoder.conv_in.bias": (320,)}
+    widths = [c for c in SD15 for _ in range(2)]
+    for i, c in enumerate(widths):
+        p = f"img_encoder.body.{i}."
+        if i and widths[i - 1] != c:
+            shapes[p + "in_conv.weight"], shapes[p + "in_conv.bias"] = (c, widths[i - 1], 1, 1), (c,)
+        shapes[p + "block1.weight"], shapes[p + "block1.bias"] = (c, c, 3, 3), (c,)
+        shapes[p + "block2.weight"], shapes[p + "block2.bias"] = (c, c, 1, 1), (c,)
+    return shapes
+
+
+def image_encoder(seed=0, dtype=torch.float32, device="cpu", zero_output=False):
+    """Random `img_encoder.*` weights. zero_output: conv_in, every block2 and the in_conv biases zero, so
+    that (with the frame embedding's motion_scale at 0) every residual block maps 0 to 0: all features are 0."""
+    gen = torch.Generator().manual_seed(seed + 1000)
+    sd = {}
+    for k, shape in image_encoder_shapes().items():
+        if device == "meta":
+            sd[k] = torch.empty(shape, dtype=dtype, device="meta")
+            continue
+        weight = k.endswith("weight")
+        fan_in = shape[1] * shape[2] * shape[3] if weight else 1
+        t = torch.randn(shape, generator=gen) * (fan_in ** -0.5 if weight else 0.05)
+        if zero_output and (".conv_in." in k or ".block2." in k or k.endswith("in_conv.bias")):
+            t.zero_()
+        sd[k] = t.to(dtype)
+    return sd
+
+
+def animatelcm_i2v(zero_encoder_output=False, **kw):
     sd = animatelcm(**kw)
-    device = kw.get("device", "cpu")
-    sd["img_encoder.conv_in.weight"] = torch.zeros((320, 4, 3, 3), device=device)
-    sd["img_encoder.conv_in.bias"] = torch.zeros((320,), device=device)
-    sd["img_encoder.body.0.block1.weight"] = torch.zeros((320, 320, 3, 3), device=device)
+    sd.update(image_encoder(kw.get("seed", 0), kw.get("dtype", torch.float32), kw.get("device", "cpu"),
+                            zero_output=zero_encoder_output))
     return sd
 
 
@@ -128,16 +158,16 @@ def lightning_diffusers(**kw): return to_diffusers(v2(dtype=torch.float16, **kw)
 def lightning_comfyui(**kw): return v2(dtype=torch.float16, **kw)
 
 
-def motion_lora(rank=64, mid=True, device="cpu", seed=0):
-    """§4.9: processor-LoRA keys on both attention blocks of every v2 module."""
+def motion_lora(rank=64, mid=True, device="cpu", seed=0, levels=SD15, scale=0.01):
+    """§4.9: processor-LoRA keys on both attention blocks of every v2 module (`levels`: channels per UNet level)."""
     gen = torch.Generator().manual_seed(seed)
     sd = {}
-    for prefix, c in module_prefixes(SD15, mid):
+    for prefix, c in module_prefixes(levels, mid):
         for a in range(2):
             for proj in ("to_q", "to_k", "to_v", "to_out"):
                 base = f"{prefix}transformer_blocks.0.attention_blocks.{a}.processor.{proj}_lora."
-                sd[base + "down.weight"] = torch.randn((rank, c), generator=gen).to(device) * 0.01
-                sd[base + "up.weight"] = torch.randn((c, rank), generator=gen).to(device) * 0.01
+                sd[base + "down.weight"] = torch.randn((rank, c), generator=gen).to(device) * scale
+                sd[base + "up.weight"] = torch.randn((c, rank), generator=gen).to(device) * scale
     return sd
 
 
@@ -147,6 +177,28 @@ def domain_adapter(device="meta"):
         "down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.down.weight": torch.empty((128, 320), device=device),
         "down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.up.weight": torch.empty((320, 128), device=device),
     }
+
+
+SD15_SPATIAL = [  # §4.10: the 16 SD1.5 transformer blocks (diffusers names) and their widths
+    *[(f"down_blocks.{i}.attentions.{j}", c) for i, c in enumerate((320, 640, 1280)) for j in range(2)],
+    ("mid_block.attentions.0", 1280),
+    *[(f"up_blocks.{i}.attentions.{j}", c) for i, c in zip((1, 2, 3), (1280, 640, 320)) for j in range(3)],
+]
+
+
+def domain_adapter_full(rank=4, seed=0, scale=0.05, context_dim=768, device="cpu"):
+    """§4.10 at full coverage: to_q/k/v/out LoRAs of attn1 (self) and attn2 (cross; k/v from the 768-wide text
+    context) in all 16 SD1.5 transformer blocks; 256 tensors. Random values, small rank."""
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for block, c in SD15_SPATIAL:
+        for attn in ("attn1", "attn2"):
+            for proj in ("to_q", "to_k", "to_v", "to_out"):
+                fan_in = context_dim if attn == "attn2" and proj in ("to_k", "to_v") else c
+                base = f"{block}.transformer_blocks.0.{attn}.processor.{proj}_lora."
+                sd[base + "down.weight"] = (torch.randn((rank, fan_in), generator=gen) * scale).to(device)
+                sd[base + "up.weight"] = (torch.randn((c, rank), generator=gen) * scale).to(device)
+    return sd
 
 
 def sparsectrl_rgb(device="meta"):

@@ -1,0 +1,162 @@
+"""AnimateLCM-I2V: start an animation from an image (MOTION_FORMATS.md §4.7), on a MODEL that already
+has the AnimateLCM-I2V motion model applied.
+
+What the original does (G-U-N/AnimateLCM, confirmed in pipelines/pipeline_animation.py, models/unet.py,
+models/unet_blocks.py): the image is resized-and-center-cropped to the video's size, VAE-encoded and
+scaled (×0.18215), repeated over the frames and run through the motion model's image encoder once per
+UNet call; encoder level L's output is added to the hidden state after the resnet (and attention) of
+the second layer of down block L, right before that block's `motion_modules.1`. Under classifier-free
+guidance the same image latent goes to both halves (`torch.cat([img_latent] * 2)`), so cond and uncond
+get the same features.
+
+Here, all on a ModelPatcher clone through official extension points:
+* OUTER_SAMPLE wrapper: runs before ComfyUI loads the UNet for sampling, so the VAE can encode the image
+  there at the latent's size (the original's resize-and-crop, then encode); cached per size.
+* DIFFUSION_MODEL wrapper: computes the features for the frames of this call (cached for the sampling
+  run: they depend neither on the step nor on the noise) and hands them to the motion layers in the
+  call's transformer_options (`IMAGE_FEATURES`), sized to the batch: every cond/uncond chunk gets them.
+  The motion layer adds them to its input (motion.model.MotionModule, `feature`).
+* Context windows: a call holds one window; its frames get embedding positions 0..L-1, the same
+  window-local positions the motion module's own positional encoding uses in that window (as
+  AnimateDiff-Evolved does). The image is the same for every frame, so nothing else depends on
+  which frames the window holds.
+
+Imports ComfyUI lazily.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from einops import repeat
+
+from .errors import IncompatibleModelError, MotionKitError
+from .injection import IMAGE_FEATURES, MotionApplication, applications, frames_in_call, unet_description
+
+KEY = "motionkit_animatelcm_i2v"
+I2V_FILE = "AnimateLCM_sd15_i2v.ckpt"
+
+
+@dataclass
+class ImageCondition:
+    image: torch.Tensor       # (1, H, W, 3) in [0, 1]: the first image of the artist's batch
+    vae: object               # comfy.sd.VAE
+    latent_format: object     # the MODEL's (process_in: ×0.18215 for SD1.5)
+    motion_scale: float       # weight of the per-frame embedding (original: Adapter.motion_scale = 0.8)
+    apps: list[MotionApplication]
+    latents: dict = field(default_factory=dict)    # (h, w) -> scaled image latent (1, 4, h, w), on CPU
+    features: dict = field(default_factory=dict)   # per sampling run: (app key, frames, h, w, dtype, device) -> [4 maps]
+
+    def encode(self, height: int, width: int) -> None:
+        """VAE-encode the image at a latent size of height × width (as VAEEncode does, after a
+        Lanczos resize with center crop to that size in pixels)."""
+        if (height, width) in self.latents:
+            return
+        import comfy.utils
+
+        ratio = self.vae.downscale_ratio
+        pixels = self.image
+        if pixels.shape[1:3] != (height * ratio, width * ratio):
+            pixels = comfy.utils.common_upscale(pixels.movedim(-1, 1), width * ratio, height * ratio,
+                                                "lanczos", "center").movedim(1, -1)
+        latent = self.vae.encode(pixels)
+        self.latents[(height, width)] = self.latent_format.process_in(latent.float().cpu())
+
+    def image_latent(self, height: int, width: int) -> torch.Tensor:
+        if (height, width) in self.latents:
+            return self.latents[(height, width)]
+        if not self.latents:
+            raise MotionKitError(
+                "Apply AnimateLCM-I2V Image: the model was run without ComfyUI's sampling, so the image was never "
+                "encoded. Sample with KSampler, KSamplerAdvanced or SamplerCustomAdvanced.")
+        import comfy.utils  # a smaller area of the latent (area conditioning): resize the encoded image to it
+
+        full = max(self.latents.values(), key=lambda t: t.shape[-1] * t.shape[-2])
+        return comfy.utils.common_upscale(full, width, height, "bilinear", "center")
+
+    def features_for(self, app: MotionApplication, x: torch.Tensor, frames: int) -> dict:
+        """{motion_modules.1 of down block L: feature L for every row of x} for one UNet call."""
+        height, width = x.shape[-2:]
+        key = (app.key, frames, height, width, x.dtype, x.device)
+        if key not in self.features:
+            latent = self.image_latent(height, width).to(device=x.device, dtype=x.dtype)
+            self.features[key] = app.motion_model.img_encoder(latent, frames, self.motion_scale)
+        chunks = x.shape[0] // frames  # cond, uncond, ...: each holds all frames and gets the same features
+        return {block.motion_modules[1]: repeat(f, "f c h w -> (n f) c h w", n=chunks)
+                for block, f in zip(app.motion_model.down_blocks, self.features[key])}
+
+
+def find_i2v_applications(model_patcher) -> list[MotionApplication]:
+    """The AnimateLCM-I2V motion models in a MODEL, or an error that says how to get one."""
+    apps = applications(model_patcher)
+    with_encoder = [a for a in apps if a.motion_model.img_encoder is not None]
+    if with_encoder:
+        return with_encoder
+    if apps:
+        names = ", ".join(f"'{a.name}' ({a.info.family})" for a in apps)
+        raise IncompatibleModelError(
+            f"Apply AnimateLCM-I2V Image: the motion model in this MODEL, {names}, has no image encoder, so it "
+            f"cannot start from an image. In 'Load Motion Model' choose {I2V_FILE} (AnimateLCM-I2V) instead.")
+    kind = unet_description(model_patcher.get_model_object("diffusion_model"))
+    if kind != "SD1.5":
+        raise IncompatibleModelError(
+            f"Apply AnimateLCM-I2V Image: the MODEL is {kind}, but AnimateLCM-I2V exists for SD1.5 only. Load an "
+            f"SD1.5 checkpoint, apply {I2V_FILE} to it with 'Apply Motion Model', and connect that MODEL here.")
+    raise IncompatibleModelError(
+        f"Apply AnimateLCM-I2V Image: this MODEL has no motion model. Connect 'Load Motion Model' ({I2V_FILE}) "
+        f"→ 'Apply Motion Model' → this node's model input.")
+
+
+def check_vae(vae) -> None:
+    channels = getattr(vae, "latent_channels", None)
+    ratio = getattr(vae, "downscale_ratio", None)
+    if channels != 4 or ratio != 8:
+        raise IncompatibleModelError(
+            f"Apply AnimateLCM-I2V Image: this VAE makes {channels}-channel latents (downscale {ratio}), but "
+            f"AnimateLCM-I2V needs the SD1.5 VAE (4 channels, 8× smaller). Connect the VAE output of your SD1.5 "
+            f"checkpoint loader.")
+
+
+def apply_image(model_patcher, image: torch.Tensor, vae, motion_scale: float):
+    """A clone of `model_patcher` whose AnimateLCM-I2V motion model animates `image` (first of the batch).
+    Applying again replaces the previous image."""
+    from comfy.patcher_extension import WrappersMP
+
+    apps = find_i2v_applications(model_patcher)
+    check_vae(vae)
+    if image.ndim != 4 or image.shape[0] == 0:
+        raise MotionKitError(f"Apply AnimateLCM-I2V Image: expected an IMAGE batch, got a tensor of shape "
+                             f"{tuple(image.shape)}. Connect a Load Image node.")
+    cond = ImageCondition(image[:1, :, :, :3], vae, model_patcher.get_model_object("latent_format"),
+                          motion_scale, apps)
+
+    def outer_sample(executor, *args, **kwargs):
+        noise = args[0]
+        cond.encode(*noise.shape[-2:])
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            cond.features.clear()  # free them with the run; the encoded latent stays cached
+
+    def diffusion_model(executor, *args, **kwargs):
+        x = args[0]
+        if len(args) > 5:
+            options = args[5]
+        else:
+            options = kwargs.get("transformer_options", {})
+        frames = frames_in_call(x.shape[0], options)
+        features = dict(options.get(IMAGE_FEATURES, {}))
+        for app in cond.apps:
+            features.update(cond.features_for(app, x, frames))
+        options = {**options, IMAGE_FEATURES: features}
+        if len(args) > 5:
+            args = (*args[:5], options, *args[6:])
+        else:
+            kwargs["transformer_options"] = options
+        return executor(*args, **kwargs)
+
+    m = model_patcher.clone()
+    for wrapper_type, wrapper in ((WrappersMP.OUTER_SAMPLE, outer_sample), (WrappersMP.DIFFUSION_MODEL, diffusion_model)):
+        m.remove_wrappers_with_key(wrapper_type, KEY)
+        m.add_wrapper_with_key(wrapper_type, KEY, wrapper)
+    return m

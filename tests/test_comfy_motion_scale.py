@@ -1,0 +1,113 @@
+"""Motion strength over frames (Motion Scale Schedule) and over sampling progress (start/end percent, two
+motion models in one chain), in a real ComfyUI server.
+
+Frames are independent in plain SD; a motion model's modules are the only thing that couples them. A frame
+whose motion scale is 0 at every module therefore comes out bit-identical to plain SD, whatever the other
+frames do. Random-weight v2 motion models; schedule 'use model's own', so plain SD is the reference.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import motion_files as mf
+from test_comfy_motion import MOTION_FILES, base_graph, cached_file, latent, with_motion
+
+pytestmark = pytest.mark.comfyui
+
+A = "mm_v2_random.safetensors"
+B = "animatediff_lightning_4step_diffusers.safetensors"  # another random v2 (seed 0), diffusers layout
+FILES = {A: MOTION_FILES[A], B: lambda: mf.lightning_diffusers(seed=0)}
+FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def server(comfy_server):
+    for name, build in FILES.items():
+        comfy_server.add_model("animatediff_models", name, cached_file(name, build))
+    return comfy_server
+
+
+def with_schedule(graph, text):
+    g = copy.deepcopy(graph)
+    g["14"] = {"class_type": "MotionKitMotionScaleSchedule", "inputs": {"schedule": text}}
+    g["11"]["inputs"]["motion_scale_schedule"] = ["14", 0]
+    return g
+
+
+def with_range(graph, start, end, node="11"):
+    g = copy.deepcopy(graph)
+    g[node]["inputs"].update(start_percent=start, end_percent=end)
+    return g
+
+
+def then_motion(graph, name, start, end):
+    """A second Apply Motion Model after the first one (nodes 12, 13)."""
+    g = copy.deepcopy(graph)
+    g["12"] = {"class_type": "MotionKitLoadMotionModel", "inputs": {"model_name": name}}
+    g["13"] = {"class_type": "MotionKitApplyMotionModel", "inputs": {
+        "model": ["11", 0], "motion_model": ["12", 0], "motion_scale": 1.0,
+        "start_percent": start, "end_percent": end, "noise_schedule": "use model's own"}}
+    g["3"]["inputs"]["model"] = ["13", 0]
+    return g
+
+
+def changed_frames(a, b) -> set[int]:
+    return {int(i) for i in torch.nonzero((a - b).abs().amax(dim=(1, 2, 3)) > 0).flatten()}
+
+
+def test_node_is_registered(server):
+    info = server.object_info()
+    spec = info["MotionKitMotionScaleSchedule"]
+    assert spec["category"] == "MotionKit" and spec["output"] == ["MOTION_SCALE"]
+    assert spec["input"]["required"]["schedule"][1]["multiline"] is True
+    assert info["MotionKitApplyMotionModel"]["input"]["optional"]["motion_scale_schedule"][0] == "MOTION_SCALE"
+
+
+def test_all_zero_schedule_gives_plain_sd(server):
+    plain = latent(server, base_graph(frames=FRAMES))
+    anim = with_motion(base_graph(frames=FRAMES), A, scale=1.5)
+    assert torch.equal(latent(server, with_schedule(anim, "0")), plain)
+
+
+def test_zero_on_one_frame_keeps_that_frame_plain(server):
+    """Keyframes 0:1, 2:0, 3:1: frame 1 interpolates (0.5), frame 2 has no motion, frame 3 full motion.
+    cfg 7: cond and uncond share the batch, each chunk gets the schedule."""
+    plain = latent(server, base_graph(frames=FRAMES))
+    anim = latent(server, with_schedule(with_motion(base_graph(frames=FRAMES), A), "0:1, 2:0, 3:1"))
+    assert changed_frames(plain, anim) == {0, 1, 3}
+
+
+def test_schedule_follows_absolute_frames_in_context_windows(server):
+    """12 frames in static windows of 8 with overlap 4 ([0..7], [4..11]). Only absolute frame 10 has scale 0,
+    so frame 10 stays plain (it is in the second window only, at position 6, where a schedule read by window
+    position would give it scale 1); plain SD also runs in the same windows, so fusion rounds the same way."""
+    def windows(g):
+        g["15"] = {"class_type": "MotionKitContextWindows", "inputs": {
+            "model": g["3"]["inputs"]["model"], "context_length": 8, "context_overlap": 4, "schedule": "static",
+            "context_stride": 1, "fuse_method": "pyramid", "closed_loop": False}}
+        g["3"]["inputs"]["model"] = ["15", 0]
+        return g
+
+    g = base_graph(frames=12, steps=1)
+    g["3"]["inputs"]["cfg"] = 1.0
+    plain = latent(server, windows(copy.deepcopy(g)))
+    anim = latent(server, windows(with_schedule(with_motion(g, A), "9:1, 10:0, 11:1")))
+    assert changed_frames(plain, anim) == set(range(12)) - {10}
+
+
+def test_two_motion_models_in_a_chain_act_in_their_own_ranges(server):
+    """2 steps ('normal': at 0 and 1/2 of sampling). A acts on the first step (0-0.4), B on the second (0.4-1)."""
+    g = base_graph(frames=FRAMES, steps=2)
+    g["3"]["inputs"]["cfg"] = 1.0
+    plain = latent(server, g)
+    a_first = with_range(with_motion(g, A), 0.0, 0.4)
+    chain = latent(server, then_motion(a_first, B, 0.4, 1.0))
+    a_only = latent(server, a_first)
+    b_only = latent(server, with_range(with_motion(g, B), 0.4, 1.0))
+    for other in (plain, a_only, b_only):
+        assert changed_frames(chain, other) == set(range(FRAMES))
+    # a range that never comes (start = end = 1.0): the motion model changes nothing
+    assert torch.equal(latent(server, with_range(with_motion(g, B), 1.0, 1.0)), plain)

@@ -1,0 +1,195 @@
+"""Context windows on a MODEL: ComfyUI core's IndexListContextHandler, with its conditioning kept per window.
+
+Core already runs the windows (samplers.calc_cond_batch hands each step to
+`model_options["context_handler"]`) and owns the schedules and fuse methods. What MotionKit adds,
+all in `WindowedConditioning` (mixed into core's handler class, so every other part is core's):
+
+* `set_step`: core 0.3.64 compares the whole per-frame sigma tensor with the step sigmas, which fails
+  whenever the frames ride in the batch (dim 0, this use); see sampling.context.step_index.
+* `get_resized_cond` (the handler's per-window conditioning hook), after core's own slicing:
+  - per-frame model conds (a prompt per frame in `c_crossattn`, SDXL's `y`, an inpainting `c_concat`):
+    core 0.3.64 never slices model conds for dim 0 (`ndim < dim` is never true), so each window's
+    `process_cond` took rows 0..n-1. They are sliced to the window's frames here.
+  - ControlNet / T2I-Adapter images: core passes the control objects on untouched; a control scales
+    its whole image batch once, then `broadcast_image_to` keeps the first n images for the first
+    window's batch and stores that in `cond_hint`, so every window of every step got images 0..n-1.
+    Here each control in the chain gets the window's images as `cond_hint_original` (and `cond_hint`
+    cleared, so core scales them again); `execute` puts the artist's images back after every step,
+    also when sampling is interrupted.
+Image batches of one image stay broadcast by core; other counts than one per frame keep core's
+behaviour, with a warning.
+Besides: core's schedules run with a stride that fits the frames and no frame left out
+(`context_schedule`), and a gaussian fuse method in core's ContextFuseMethod form (`fuse_method`).
+
+This module imports ComfyUI lazily (inside the functions that build handlers).
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+from dataclasses import dataclass, field
+
+import torch
+
+from .context import (GAUSSIAN, SCHEDULES, check_settings, fill_gaps, gaussian_weights, step_index,
+                      usable_stride)
+
+LOG = logging.getLogger("MotionKit")
+KEY = "motionkit_context_windows"
+
+
+def per_frame(t, frames: int) -> bool:
+    return isinstance(t, torch.Tensor) and t.ndim > 0 and frames > 1 and t.size(0) == frames
+
+
+def slice_model_cond(value, index_list: list[int], frames: int):
+    """A model cond (comfy.conds.CONDRegular & co.) cut to the window's frames when it has one row per frame."""
+    cond = getattr(value, "cond", None)
+    if per_frame(cond, frames) and hasattr(value, "_copy_with"):
+        return value._copy_with(cond[index_list])
+    return value
+
+
+@dataclass
+class SavedImages:
+    """A control object's own images, while a window's are in it."""
+    control: object
+    hint: torch.Tensor
+    extra_concat: list
+    window: list[int] = field(default_factory=list)
+
+
+class WindowedConditioning:
+    """Mixin for comfy.context_windows.IndexListContextHandler (frames on dim 0)."""
+
+    def set_step(self, timestep, model_options):
+        sigmas = model_options.get("transformer_options", {}).get("sample_sigmas")
+        self._step = step_index(sigmas, timestep, self._step)
+
+    def execute(self, *args, **kwargs):
+        try:
+            return super().execute(*args, **kwargs)
+        finally:
+            self.restore_controls()
+
+    def get_resized_cond(self, cond_in, x_in, window, device=None):
+        resized = super().get_resized_cond(cond_in, x_in, window, device)
+        if not resized:
+            return resized
+        frames = x_in.size(self.dim)
+        for cond in resized:
+            model_conds = cond.get("model_conds")
+            if isinstance(model_conds, dict):
+                cond["model_conds"] = {k: slice_model_cond(v, window.index_list, frames) for k, v in model_conds.items()}
+            control = cond.get("control")
+            while control is not None:
+                self.window_images(control, window.index_list, frames)
+                control = getattr(control, "previous_controlnet", None)
+        return resized
+
+    # ControlNet images ------------------------------------------------------------------------------
+
+    def window_images(self, control, index_list: list[int], frames: int) -> None:
+        saved = self._saved_images().get(id(control))
+        if saved is None:
+            hint = getattr(control, "cond_hint_original", None)
+            extra = list(getattr(control, "extra_concat_orig", None) or [])
+            if not (per_frame(hint, frames) or any(per_frame(t, frames) for t in extra)):
+                self._warn_image_count(control, hint, frames)
+                return
+            saved = self._saved_images()[id(control)] = SavedImages(control, hint, extra)
+        if saved.window == index_list:
+            return  # cond and uncond share one control object
+        control.cond_hint_original = saved.hint[index_list] if per_frame(saved.hint, frames) else saved.hint
+        control.extra_concat_orig = [t[index_list] if per_frame(t, frames) else t for t in saved.extra_concat]
+        control.cond_hint = None  # core scales (and for T2I-Adapters encodes) the window's images again
+        saved.window = list(index_list)
+
+    def restore_controls(self) -> None:
+        saved_images = self._saved_images()
+        for saved in saved_images.values():
+            saved.control.cond_hint_original = saved.hint
+            saved.control.extra_concat_orig = saved.extra_concat
+            saved.control.cond_hint = None
+        saved_images.clear()
+
+    def _saved_images(self) -> dict[int, SavedImages]:
+        if not hasattr(self, "_motionkit_saved"):
+            self._motionkit_saved = {}
+        return self._motionkit_saved
+
+    def _warn_image_count(self, control, hint, frames: int) -> None:
+        count = hint.size(0) if isinstance(hint, torch.Tensor) and hint.ndim > 0 else 1
+        warned = self.__dict__.setdefault("_motionkit_warned", set())
+        if count != 1 and id(control) not in warned:
+            warned.add(id(control))
+            LOG.warning(f"MotionKit context windows: a ControlNet has {count} images for {frames} frames, so its "
+                        f"images cannot follow the windows (ComfyUI gives each window images from the start of the "
+                        f"batch). Give it one image per frame ({frames}) or a single image.")
+
+
+@functools.cache
+def handler_class():
+    """core's IndexListContextHandler with WindowedConditioning (made on first use: imports ComfyUI)."""
+    from comfy.context_windows import IndexListContextHandler
+    return type("MotionKitContextHandler", (WindowedConditioning, IndexListContextHandler), {})
+
+
+def fuse_method(name: str, context_overlap: int):
+    import comfy.context_windows as cw
+    if name == GAUSSIAN:
+        return cw.ContextFuseMethod(GAUSSIAN, lambda length, **kwargs: gaussian_weights(length))
+    if name == cw.ContextFuseMethods.OVERLAP_LINEAR and context_overlap == 0:
+        # nothing overlaps, so nothing to ramp: flat is the same weights (core's ramp fails on an empty overlap)
+        return cw.get_matching_fuse_method(cw.ContextFuseMethods.FLAT)
+    return cw.get_matching_fuse_method(name)
+
+
+def context_schedule(name: str):
+    """core's schedule, run with a stride that fits the frames, and no frame left out (sampling.context)."""
+    import comfy.context_windows as cw
+    core = cw.get_matching_context_schedule(SCHEDULES[name])
+
+    def windows(num_frames, handler, model_options):
+        stride = usable_stride(num_frames, handler.context_length, handler.context_stride)
+        if stride != handler.context_stride:
+            handler = copy.copy(handler)  # the frame count is only known now; the node's setting stays
+            handler.context_stride = stride
+        return fill_gaps(core.func(num_frames, handler, model_options), num_frames, handler.context_length)
+
+    return cw.ContextSchedule(core.name, windows)
+
+
+def make_handler(context_length: int, context_overlap: int, schedule: str, context_stride: int, fuse: str,
+                 closed_loop: bool):
+    check_settings(context_length, context_overlap, schedule, fuse)
+    return handler_class()(
+        context_schedule=context_schedule(schedule),
+        fuse_method=fuse_method(fuse, context_overlap),
+        context_length=context_length, context_overlap=context_overlap, context_stride=context_stride,
+        closed_loop=closed_loop, dim=0)
+
+
+def apply_context_windows(model_patcher, context_length: int, context_overlap: int, schedule: str,
+                          context_stride: int, fuse: str, closed_loop: bool):
+    """A clone of `model_patcher` that samples its frames in context windows; the input is left as it was."""
+    import comfy.context_windows as cw
+    from comfy.patcher_extension import WrappersMP
+
+    handler = make_handler(context_length, context_overlap, schedule, context_stride, fuse, closed_loop)
+    m = model_patcher.clone()
+    m.model_options["context_handler"] = handler
+    cw.create_prepare_sampling_wrapper(m)  # core's: memory is estimated for one window, not all frames
+
+    def outer_sample(executor, *args, **kwargs):
+        frames, length = args[0].shape[0], getattr(executor.class_obj.model_options.get("context_handler"),
+                                                   "context_length", None)
+        if length is not None and frames <= length:
+            LOG.info(f"MotionKit context windows: {frames} frames fit in one window of {length}; "
+                     f"they are sampled in one pass.")
+        return executor(*args, **kwargs)
+
+    m.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, KEY)  # applied twice: one note is enough
+    m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY, outer_sample)
+    return m

@@ -1,0 +1,192 @@
+"""Context windows in a real ComfyUI server: long animations, exact fusion, ControlNet images per window, errors.
+
+Workflows are API-format JSON run through ComfyUI's HTTP API with core nodes (KSampler, ControlNetLoader,
+ControlNetApplyAdvanced, EmptyImage/ImageBatch for per-frame hint batches). 64x64, 1-2 steps, cfg 1
+(one cond per window: half the UNet work; cfg does not touch what is tested here).
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from controlnet_file import cached_controlnet
+from test_comfy_motion import CKPT, MOTION_FILES, cached_file, ui_to_api
+
+pytestmark = pytest.mark.comfyui
+
+REPO = Path(__file__).resolve().parent.parent
+ZERO, RANDOM = "mm_v2_zero_out.safetensors", "mm_v2_random.safetensors"
+CONTROLNET = "control_sd15_random.safetensors"
+FRAMES = 40
+# the ControlNet tests: 20 frames in core's static windows of 8 with overlap 2
+CN_FRAMES, CN_WINDOWS, WHITE = 20, [range(0, 8), range(6, 14), range(12, 20)], 13
+
+
+@pytest.fixture(scope="module")
+def server(comfy_server):
+    for name in (ZERO, RANDOM):
+        comfy_server.add_model("animatediff_models", name, cached_file(name, MOTION_FILES[name]))
+    comfy_server.add_model("controlnet", CONTROLNET, cached_controlnet())
+    return comfy_server
+
+
+# ---------------------------------------------------------------------------------------------
+# Workflows (API format). Each add_* puts its node between the sampler and the model it had.
+
+def base(frames=FRAMES, steps=1, cfg=1.0, seed=11):
+    return {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat walking", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": frames}},
+        "3": {"class_type": "KSampler", "inputs": {
+            "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+            "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+        "9": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "t/ctx"}},
+    }
+
+
+def add_motion(g, name):
+    g = copy.deepcopy(g)
+    g["10"] = {"class_type": "MotionKitLoadMotionModel", "inputs": {"model_name": name}}
+    g["11"] = {"class_type": "MotionKitApplyMotionModel", "inputs": {
+        "model": g["3"]["inputs"]["model"], "motion_model": ["10", 0], "motion_scale": 1.0,
+        "start_percent": 0.0, "end_percent": 1.0, "noise_schedule": "use model's own"}}
+    g["3"]["inputs"]["model"] = ["11", 0]
+    return g
+
+
+def add_windows(g, length=16, overlap=4, schedule="static", fuse="flat", stride=1, closed_loop=False):
+    g = copy.deepcopy(g)
+    g["12"] = {"class_type": "MotionKitContextWindows", "inputs": {
+        "model": g["3"]["inputs"]["model"], "context_length": length, "context_overlap": overlap,
+        "schedule": schedule, "context_stride": stride, "fuse_method": fuse, "closed_loop": closed_loop}}
+    g["3"]["inputs"]["model"] = ["12", 0]
+    return g
+
+
+def add_controlnet(g, frames=FRAMES, white_frame=None):
+    """ControlNet on both conds with one hint image per frame: black, but white on `white_frame`."""
+    g = copy.deepcopy(g)
+
+    def empty(node, batch, color):
+        g[node] = {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": batch, "color": color}}
+        return [node, 0]
+
+    if white_frame is None:
+        hint = empty("30", frames, 0)
+    else:
+        before = empty("30", white_frame, 0)
+        white = empty("31", 1, 0xFFFFFF)
+        after = empty("32", frames - white_frame - 1, 0)
+        g["33"] = {"class_type": "ImageBatch", "inputs": {"image1": before, "image2": white}}
+        g["34"] = {"class_type": "ImageBatch", "inputs": {"image1": ["33", 0], "image2": after}}
+        hint = ["34", 0]
+    g["35"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": CONTROLNET}}
+    g["36"] = {"class_type": "ControlNetApplyAdvanced", "inputs": {
+        "positive": ["6", 0], "negative": ["7", 0], "control_net": ["35", 0], "image": hint,
+        "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}}
+    g["3"]["inputs"].update(positive=["36", 0], negative=["36", 1])
+    return g
+
+
+def latent(server, graph) -> torch.Tensor:
+    res = server.run(graph).raise_for_status()
+    (out,) = res.latents("9")
+    assert torch.isfinite(out).all()
+    return out
+
+
+def changed_frames(a, b) -> set[int]:
+    return {int(i) for i in torch.nonzero((a - b).abs().amax(dim=(1, 2, 3)) > 0).flatten()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+
+def test_node_is_registered(server):
+    spec = server.object_info()["MotionKitContextWindows"]
+    assert spec["category"] == "MotionKit"
+    required = spec["input"]["required"]
+    assert required["context_length"][1]["default"] == 16 and required["context_overlap"][1]["default"] == 4
+    assert required["schedule"][0] == ["uniform", "uniform looped", "static", "batched"]
+    for name, (_, opts) in required.items():
+        assert opts.get("tooltip"), f"{name} has no tooltip"
+
+
+def test_long_animation_with_zero_motion_equals_plain_sd(server):
+    """40 frames, windows 16/4. With a motion model that adds nothing, every window's frames are plain SD frames
+    (the UNet gives a frame the same numbers in any batch), and every frame is in one or two windows, so flat
+    fusion is x/1 or (x+x)/2: bit-exact. (Other weights, or three windows on a frame, give the same up to the
+    float rounding of sum(w*x)/sum(w), about 1e-7 relative: tested in-process, with the windows moving
+    between steps.)"""
+    plain = latent(server, base())
+    windowed = latent(server, add_windows(add_motion(base(), ZERO), schedule="uniform", fuse="flat"))
+    assert windowed.shape == (FRAMES, 4, 8, 8)
+    assert torch.equal(windowed, plain)
+
+
+def test_controlnet_image_follows_its_frame_into_every_window(server):
+    """Plain SD (frames independent) in windows: hint images that differ on one frame only may change that frame
+    only. ComfyUI 0.3.64 by itself gives every window hint images 0..7, so a white frame 13 would change nothing
+    (and a white frame 3 would change frames 3, 9 and 15)."""
+    g = add_windows(base(frames=CN_FRAMES), length=8, overlap=2)
+    black = latent(server, add_controlnet(g, frames=CN_FRAMES))
+    white = latent(server, add_controlnet(g, frames=CN_FRAMES, white_frame=WHITE))
+    assert changed_frames(black, white) == {WHITE}
+
+
+def test_controlnet_changes_only_windows_holding_its_frame(server):
+    """With a random motion model (windows couple their frames) and one step: hint frame 13 sits in windows
+    6-13 and 12-19, so frames 6-19 may change, 0-5 must not; frame 13 itself must. The context node is
+    applied before the motion model here (the other tests: after)."""
+    g = add_motion(add_windows(base(frames=CN_FRAMES), length=8, overlap=2, fuse="pyramid"), RANDOM)
+    black = latent(server, add_controlnet(g, frames=CN_FRAMES))
+    white = latent(server, add_controlnet(g, frames=CN_FRAMES, white_frame=WHITE))
+    changed = changed_frames(black, white)
+    allowed = set().union(*(set(w) for w in CN_WINDOWS if WHITE in w))
+    assert WHITE in changed and changed <= allowed, sorted(changed)
+    assert len(changed) > 4, "the motion model must carry the change to the other frames of its windows"
+
+
+def test_fewer_frames_than_a_window_run_in_one_pass(server):
+    g = add_motion(base(frames=8), RANDOM)
+    assert torch.equal(latent(server, add_windows(g, schedule="uniform", fuse="pyramid")), latent(server, g))
+
+
+ERRORS = [
+    # (graph, phrases in the error)
+    (add_windows(add_motion(base(frames=48), RANDOM), length=40, overlap=8),
+     ["at most 32 frames", "40 frames at once", "context_length", "32 or less"]),
+    (add_motion(add_windows(base(frames=48), length=40, overlap=8), RANDOM),  # the other node order
+     ["at most 32 frames", "40 frames at once", "context_length", "32 or less"]),
+    (add_windows(base(), length=16, overlap=16), ["context_overlap (16)", "smaller than context_length (16)", "at most 15"]),
+    (add_windows(base(), schedule="uniform looped", fuse="relative"), ["relative", "uniform looped", "pyramid"]),
+]
+
+
+def test_errors_are_clear_and_leave_comfyui_usable(server):
+    small = base(frames=2)
+    plain = latent(server, small)
+    for graph, phrases in ERRORS:
+        res = server.run(graph)
+        assert res.status == "error", f"expected an error for {phrases}"
+        for phrase in phrases:
+            assert phrase in res.error_message, f"{phrase!r} not in {res.error_message!r}"
+    latent(server, base(frames=2, seed=99))  # force the plain sampler to run again
+    assert torch.equal(latent(server, small), plain), "an error left ComfyUI patched"
+
+
+EXAMPLES = ["long_animation_context_windows", "seamless_loop", "controlnet_per_frame"]
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_workflow_ui_matches_api(server, name):
+    ui = json.loads((REPO / "example_workflows" / f"{name}.json").read_text())
+    api = json.loads((REPO / "example_workflows" / f"{name}_api.json").read_text())
+    assert ui_to_api(ui, server.object_info()) == {
+        k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}

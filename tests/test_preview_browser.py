@@ -1,0 +1,256 @@
+"""The in-node animation player (web/motionkit_preview.js) in a real browser: headless Chromium, driven by
+Playwright, opens the real ComfyUI frontend served by the test server, loads the example workflow, queues
+it, and the Save node plays the result with a working play/pause button.
+
+Needs Debian's chromium (`apt-get install chromium`, or $MOTIONKIT_CHROMIUM) and the `playwright` Python
+package (no `playwright install`: the system Chromium is driven); skipped, with the reason, without them.
+Set MOTIONKIT_SCREENSHOTS=DIR to keep screenshots of the players.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from test_queue_comfy import CKPT, MOTION, cached_motion_file
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _chromium():
+    return os.environ.get("MOTIONKIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _missing() -> str:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the browser test needs the playwright Python package (pip install playwright)"
+    if not _chromium():
+        return "the browser test needs Chromium: apt-get install chromium (or set MOTIONKIT_CHROMIUM)"
+    return ""
+
+
+pytestmark = [pytest.mark.comfyui, pytest.mark.skipif(bool(_missing()), reason=_missing() or "-")]
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--no-proxy-server"]
+APP = "window.comfyAPI.app.app"
+
+
+def tiny_ui_workflow() -> dict:
+    """example_workflows/txt2anim_sd15.json (UI format) at 64x64, 2 frames, 1 step, with the test models."""
+    ui = json.loads((REPO / "example_workflows" / "txt2anim_sd15.json").read_text())
+    for node in ui["nodes"]:
+        w = node["widgets_values"]
+        if node["type"] == "CheckpointLoaderSimple":
+            w[0] = CKPT
+        elif node["type"] == "MotionKitLoadMotionModel":
+            w[0] = MOTION
+        elif node["type"] == "EmptyLatentImage":
+            w[:] = [64, 64, 2]
+        elif node["type"] == "KSampler":
+            w[2] = 1
+        elif node["type"] == "SaveAnimatedWEBP":
+            w[0] = "ptest/webp"
+    return ui
+
+
+@pytest.fixture(scope="module")
+def page(comfy_server):
+    from playwright.sync_api import sync_playwright
+
+    comfy_server.add_model("animatediff_models", MOTION, cached_motion_file())
+    # a fresh user shows the templates dialog over the canvas on first load
+    comfy_server.post_json("/settings", {"Comfy.TutorialCompleted": True})
+    profile = tempfile.mkdtemp(prefix="motionkit_chromium_")
+    errors = []
+    try:
+        with sync_playwright() as pw:
+            ctx = pw.chromium.launch_persistent_context(
+                profile, executable_path=_chromium(), headless=True, args=CHROMIUM_FLAGS,
+                viewport={"width": 1400, "height": 900}, timeout=60_000)
+            try:
+                pg = ctx.pages[0] if ctx.pages else ctx.new_page()
+                pg.set_default_timeout(30_000)
+                console = []
+                pg.on("pageerror", lambda e: errors.append(f"{e}\n{getattr(e, 'stack', '')}"))
+                pg.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+                pg.errors, pg.console, pg.server = errors, console, comfy_server
+                pg.goto(comfy_server.url, wait_until="load", timeout=120_000)
+                # ready once the frontend has opened its first workflow (a fresh user's default graph):
+                # a graph loaded before that would be replaced by it
+                pg.wait_for_function(f"() => window.comfyAPI?.app?.app?.vueAppReady && {APP}.graph?.nodes?.length",
+                                     timeout=120_000)
+                yield pg
+            finally:
+                ctx.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def player(page, node_id):
+    return page.locator(f'.motionkit-player[data-node-id="{node_id}"]')
+
+
+def frames_seen(loc, seconds=1.2):
+    seen, end = set(), time.monotonic() + seconds
+    while time.monotonic() < end:
+        seen.add(loc.get_attribute("data-frame"))
+        time.sleep(0.05)
+    return seen
+
+
+def screenshot(page, name):
+    d = os.environ.get("MOTIONKIT_SCREENSHOTS")
+    if d:
+        Path(d).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(d) / f"{name}.png"))
+
+
+def load(page, workflow):
+    page.evaluate(f"async (wf) => {{ await {APP}.loadGraphData(wf); }}", workflow)
+    types = page.evaluate(f"() => {APP}.graph.nodes.map(n => n.type).sort()")
+    assert types == sorted(n["type"] for n in workflow["nodes"]), types
+
+
+def diagnostics(page) -> str:
+    return ("console:\n  " + "\n  ".join(page.console[-25:]) + "\npage errors: " + repr(page.errors)
+            + "\nComfyUI log:\n" + page.server.log_tail(30))
+
+
+def queue_and_wait(page, node_id, timeout=240):
+    page.evaluate(f"(id) => {{ const a = {APP}; a.canvas.centerOnNode(a.graph.getNodeById(id)); "
+                  "a.canvas.setDirty(true, true); }", node_id)
+    page.evaluate(f"async () => {{ await {APP}.queuePrompt(0, 1); }}")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    try:
+        page.wait_for_function(
+            "(id) => ['playing', 'error'].includes(document.querySelector("
+            "`.motionkit-player[data-node-id='${id}']`)?.dataset.state)", arg=node_id, timeout=timeout * 1000)
+    except PlaywrightTimeout:
+        pytest.fail(f"no player on node {node_id} after {timeout}s\n{diagnostics(page)}")
+    return player(page, node_id)
+
+
+def test_example_workflow_plays_in_the_save_node(page):
+    load(page, tiny_ui_workflow())
+    loc = queue_and_wait(page, 9)  # node 9: core SaveAnimatedWEBP
+    assert loc.get_attribute("data-state") == "playing"
+    assert loc.get_attribute("data-mode") == "decoder"  # frame by frame through ImageDecoder
+    src = loc.get_attribute("data-src")
+    assert src.startswith("/api/view?") and "subfolder=ptest" in src and "type=output" in src, src
+    assert src.split("filename=")[1].split("&")[0].endswith(".webp")
+    status, ctype = page.evaluate("async (u) => { const r = await fetch(u); return [r.status, "
+                                  "r.headers.get('content-type')]; }", src)
+    assert (status, ctype) == (200, "image/webp")
+    assert frames_seen(loc) == {"0", "1"}, "the two frames must alternate while playing"
+    # the frontend's own preview of this output is not drawn as well
+    names = page.evaluate(f"() => {APP}.graph.getNodeById(9).widgets.map(w => w.name)")
+    assert "motionkit_animation" in names and "$$comfy_animation_preview" not in names, names
+    screenshot(page, "webp_playing")
+
+    button = loc.locator(".motionkit-play")
+    button.click()  # a real click: the control must be reachable over the canvas
+    assert loc.get_attribute("data-state") == "paused" and button.inner_text() == "▶"
+    still = frames_seen(loc, 0.6)
+    assert len(still) == 1, f"paused, yet frames changed: {still}"
+    # the slider shows one frame while paused
+    other = "1" if still == {"0"} else "0"
+    loc.locator(".motionkit-frame").evaluate(
+        "(s, v) => { s.value = v; s.dispatchEvent(new Event('input')); }", other)
+    page.wait_for_function("(id) => document.querySelector(`.motionkit-player[data-node-id='${id}']`)"
+                           ".dataset.frame === '" + other + "'", arg=9, timeout=5000)
+    assert loc.get_attribute("data-state") == "paused"
+    button.click()
+    assert loc.get_attribute("data-state") == "playing" and button.inner_text() == "❚❚"
+    assert frames_seen(loc) == {"0", "1"}
+    assert not [e for e in page.errors if "motionkit" in e.lower()], diagnostics(page)
+
+
+def test_save_animation_video_and_gif_play(page):
+    """MotionKit's Save Animation: mp4 in a <video>, gif frame by frame (the rest of the graph is cached)."""
+    load(page, tiny_ui_workflow())
+    ids = page.evaluate(f"""() => {{
+        const a = {APP};
+        const decode = a.graph.findNodesByType("VAEDecode")[0];
+        const out = [];
+        for (const [fmt, x] of [["mp4", 0], ["gif", 1]]) {{
+            const n = LiteGraph.createNode("MotionKitSaveAnimation");
+            a.graph.add(n);
+            n.pos = [decode.pos[0] + 300 * x, decode.pos[1] + 700];
+            n.widgets.find(w => w.name === "format").value = fmt;
+            n.widgets.find(w => w.name === "filename_prefix").value = "ptest/" + fmt;
+            decode.connect(0, n, 0);
+            out.push(n.id);
+        }}
+        return out;
+    }}""")
+    mp4, gif = ids
+    loc = queue_and_wait(page, mp4)
+    assert loc.get_attribute("data-state") == "playing", loc.inner_text()
+    assert loc.get_attribute("data-mode") == "video"
+    assert ".mp4" in loc.get_attribute("data-src")
+    video = loc.locator("video")
+    t0 = video.evaluate("v => v.currentTime")
+    page.wait_for_function("(t) => document.querySelector(`.motionkit-player[data-mode=video] video`)"
+                           ".currentTime !== t", arg=t0, timeout=10_000)
+    loc.locator(".motionkit-play").click()
+    assert video.evaluate("v => v.paused") is True
+    page.wait_for_function("(id) => document.querySelector(`.motionkit-player[data-node-id='${id}']`)"
+                           ".dataset.state === 'paused'", arg=mp4, timeout=5000)
+    loc.locator(".motionkit-play").click()
+    assert video.evaluate("v => v.paused") is False
+
+    g = player(page, gif)
+    page.wait_for_function("(id) => document.querySelector(`.motionkit-player[data-node-id='${id}']`)"
+                           "?.dataset.state === 'playing'", arg=gif, timeout=30_000)
+    assert g.get_attribute("data-mode") == "decoder" and ".gif" in g.get_attribute("data-src")
+    assert frames_seen(g) == {"0", "1"}
+    screenshot(page, "save_animation")
+    assert not [e for e in page.errors if "motionkit" in e.lower()], diagnostics(page)
+
+
+def rerun_webp(page, prefix):
+    """Queue again with a new filename prefix on node 9: only the save node runs, giving a new file."""
+    page.evaluate(f"""(p) => {{ const n = {APP}.graph.getNodeById(9);
+        n.widgets.find(w => w.name === "filename_prefix").value = p; }}""", prefix)
+
+
+def test_fallback_without_imagedecoder_and_the_core_nodes_setting(page):
+    load(page, tiny_ui_workflow())
+    # a browser without ImageDecoder: the <img> animates by itself, pause shows a still of it
+    page.evaluate("() => { window.__mkImageDecoder = window.ImageDecoder; window.ImageDecoder = undefined; }")
+    try:
+        rerun_webp(page, "ptest/img")
+        loc = queue_and_wait(page, 9)
+        assert loc.get_attribute("data-mode") == "img" and "ptest" in loc.get_attribute("data-src")
+        img, still = loc.locator("img"), loc.locator("canvas")
+        assert img.is_visible() and not still.is_visible()
+        loc.locator(".motionkit-play").click()
+        assert loc.get_attribute("data-state") == "paused"
+        assert not img.is_visible() and still.is_visible()
+        assert still.evaluate("c => [c.width, c.height]") == [64, 64]
+        loc.locator(".motionkit-play").click()
+        assert loc.get_attribute("data-state") == "playing" and img.is_visible()
+    finally:
+        page.evaluate("() => { window.ImageDecoder = window.__mkImageDecoder; }")
+
+    # setting off: core nodes get the frontend's own preview back, MotionKit's nodes keep the player
+    page.evaluate(f"async () => {{ await {APP}.extensionManager.setting.set('MotionKit.Preview.CoreNodes', false); }}")
+    try:
+        rerun_webp(page, "ptest/core")
+        page.evaluate(f"async () => {{ await {APP}.queuePrompt(0, 1); }}")
+        page.wait_for_function(
+            f"() => {APP}.graph.getNodeById(9).widgets.some(w => w.name === '$$comfy_animation_preview')",
+            timeout=120_000)
+        assert player(page, 9).count() == 0
+    finally:
+        page.evaluate(f"async () => {{ await {APP}.extensionManager.setting.set('MotionKit.Preview.CoreNodes', true); }}")
+    assert not [e for e in page.errors if "motionkit" in e.lower()], diagnostics(page)

@@ -13,6 +13,11 @@ Conventions (the README's node reference states them for users):
 * metadata follows ComfyUI core: MP4/WebM container tags ("prompt", "workflow", ... JSON strings; MP4
   with movflags=use_metadata_tags, as core's SaveVideo), animated WebP EXIF ("prompt:{json}" in 0x0110,
   "workflow:{json}" from 0x010F down, as core's SaveAnimatedWEBP), GIF a comment holding one JSON object.
+
+Why not core's writers/readers (comfy_api VideoFromComponents / VideoFromFile, 0.3.64): they write H.264
+MP4 only, with no quality (crf), loop or progress settings, and read by decoding every frame of the file
+into memory before any selection; GIF/WebP/WebM are node methods, not callable writers. The formats and
+metadata layouts match core's, so files from here load in the frontend as core's do.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from controlnet_file import cached_controlnet
-from test_comfy_motion import CKPT, MOTION_FILES, cached_file, ui_to_api
+from test_comfy_motion import CKPT, MOTION_FILES, cached_file, latent, ui_to_api
 
 pytestmark = pytest.mark.comfyui
 
@@ -92,13 +92,6 @@ def add_controlnet(g, frames=FRAMES, white_frame=None):
         "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}}
     g["3"]["inputs"].update(positive=["36", 0], negative=["36", 1])
     return g
-
-
-def latent(server, graph) -> torch.Tensor:
-    res = server.run(graph).raise_for_status()
-    (out,) = res.latents("9")
-    assert torch.isfinite(out).all()
-    return out
 
 
 def changed_frames(a, b) -> set[int]:

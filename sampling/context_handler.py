@@ -19,7 +19,8 @@ all in `WindowedConditioning` (mixed into core's handler class, so every other p
 Image batches of one image stay broadcast by core; other counts than one per frame keep core's
 behaviour, with a warning.
 Besides: core's schedules run with a stride that fits the frames and no frame left out
-(`context_schedule`), and a gaussian fuse method in core's ContextFuseMethod form (`fuse_method`).
+(`context_schedule`), a gaussian fuse method in core's ContextFuseMethod form (`fuse_method`), and
+the sampler's progress bar advanced after every window, not only every step (sampling.window_progress).
 
 This module imports ComfyUI lazily (inside the functions that build handlers).
 """
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import window_progress
 from .context import (GAUSSIAN, SCHEDULES, check_settings, fill_gaps, gaussian_weights, step_index,
                       usable_stride)
 
@@ -72,6 +74,20 @@ class WindowedConditioning:
             return super().execute(*args, **kwargs)
         finally:
             self.restore_controls()
+
+    # the sampler's progress bar moves with every window (sampling.window_progress) ----------------
+
+    def get_context_windows(self, model, x_in, model_options):
+        windows = super().get_context_windows(model, x_in, model_options)
+        window_progress.start_step(model_options, self._step, len(windows))
+        return windows
+
+    def evaluate_context_windows(self, calc_cond_batch, model, x_in, conds, timestep, enumerated_context_windows,
+                                 model_options, *args, **kwargs):
+        results = super().evaluate_context_windows(calc_cond_batch, model, x_in, conds, timestep,
+                                                   enumerated_context_windows, model_options, *args, **kwargs)
+        window_progress.window_done(model_options, len(enumerated_context_windows))
+        return results
 
     def get_resized_cond(self, cond_in, x_in, window, device=None):
         resized = super().get_resized_cond(cond_in, x_in, window, device)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import window_progress
 from .noise import derived_generator, frame_dim
 
 try:  # inside ComfyUI the pack is one package (<pack>.sampling); in the tests `sampling` is top level
@@ -144,6 +145,8 @@ def make_outer_sample(settings: FreeInitSettings):
     def outer_sample(executor, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
                      disable_pbar=False, seed=None):
         def run(n, latent, iteration):
+            # context windows' per-window progress counts over all passes too
+            window_progress.in_pass(getattr(executor.class_obj, "model_options", None), iteration, passes)
             return executor(n, latent, sampler, sigmas, denoise_mask, spread_progress(callback, iteration, passes),
                             disable_pbar, seed)
 

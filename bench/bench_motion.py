@@ -179,13 +179,13 @@ class Comfy:
         apply_cls = nodes.NODE_CLASS_MAPPINGS["MotionKitApplyMotionModel"]
         self.pack_module = apply_cls.__module__.rsplit(".nodes.", 1)[0]
         self.executor = execution.PromptExecutor(StubServer(), cache_type=execution.CacheType.CLASSIC)
-        self.step_times: list[float] = []
+        self.step_times: list[tuple[float, int]] = []  # (time, total) of every progress report
         self.lifetime_peak = 0.0
         comfy.utils.set_progress_bar_global_hook(self._hook)
         self.nodes.interrupt_processing(False)
 
     def _hook(self, value, total, preview, node_id=None):
-        self.step_times.append(time.perf_counter())
+        self.step_times.append((time.perf_counter(), total))
 
     def sync(self):
         if self.device == "cuda":
@@ -217,7 +217,9 @@ class Comfy:
             raise SystemExit(f"workflow failed in node {err.get('node_id')} ({err.get('node_type')}): "
                              f"{err.get('exception_type')}: {err.get('exception_message')}\n"
                              + "".join(err.get("traceback", [])))
-        ticks = self.step_times
+        # the sampler's step reports only: its last one ends the run; other bars (context windows report
+        # every window, sampling.window_progress) have other totals
+        ticks = [t for t, total in self.step_times if total == self.step_times[-1][1]] if self.step_times else []
         intervals = [b - a for a, b in zip(ticks, ticks[1:])]
         out = {"wall_s": wall, "step_callbacks": len(ticks), "step_intervals_s": intervals,
                "s_per_step": statistics.mean(intervals) if intervals else None,
@@ -256,7 +258,8 @@ def workflow(comfy: Comfy, args, ckpt_name: str, motion_name: str, seed: int, st
         # animation: the same, through the motion model
         "10": {"class_type": "MotionKitLoadMotionModel", "inputs": {"model_name": motion_name}},
         "11": {"class_type": "MotionKitApplyMotionModel", "inputs": {
-            **widget_defaults(apply_cls), "model": ["4", 0], "motion_model": ["10", 0]}},
+            **widget_defaults(apply_cls), "model": ["4", 0], "motion_model": ["10", 0],
+            **({"precision": args.precision} if args.precision else {})}},
         "13": {"class_type": "KSampler", "inputs": {**sampler, "model": ["11", 0]}},
         "19": {"class_type": "SaveLatent", "inputs": {"samples": ["13", 0], "filename_prefix": "bench/anim"}},
     }
@@ -341,6 +344,8 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", type=Path, default=None,
                     help="SD1.5 checkpoint (default: the cached random SD1.5, tests/sd15_checkpoint.py)")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ap.add_argument("--precision", default=None,
+                    help="Apply Motion Model's precision input (auto, fp32, bf16, fp16); default: left out (the node's default)")
     ap.add_argument("--threads", default="auto",
                     help="torch.set_num_threads: a number, or auto = torch's default unless the machine is already busy "
                          "(1-minute load average >= cores - 0.5), then 1 (oversubscribed OpenMP threads wait on each other)")
@@ -387,7 +392,8 @@ def main(argv=None) -> int:
           f"{torch.get_num_threads()} threads ({threads_note}) | unet dtype {comfy.mm.unet_dtype()}", flush=True)
     print(f"[bench] checkpoint {checkpoint}\n[bench] motion     {motion_file}", flush=True)
     print(f"[bench] {args.frames} frames, {args.size}x{args.size}, {args.steps} steps, {args.sampler}/{args.scheduler}, "
-          f"cfg {args.cfg}; warmup {args.warmup}, repeats {args.repeats}", flush=True)
+          f"cfg {args.cfg}; warmup {args.warmup}, repeats {args.repeats}; motion precision "
+          f"{args.precision or 'node default'}", flush=True)
 
     results: dict = {"plain": [], "anim": []}
     seed = 1000

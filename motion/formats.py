@@ -234,16 +234,25 @@ def classify(sd: dict[str, torch.Tensor], name: str = "state dict") -> tuple[Mot
     return MotionModelInfo(family, arch, int(pe_length), module_norm, unet_norm, schedule, source, has_image_encoder), weights
 
 
-def load_motion_model(path: str, name: str | None = None):
-    """Read, classify and build a MotionModel (weights kept in the file's dtype)."""
+LOAD_STAGES = 3  # read the file, detect its format, build the model: `progress` is called after each
+
+
+def load_motion_model(path: str, name: str | None = None, progress=None):
+    """Read, classify and build a MotionModel (weights kept in the file's dtype).
+
+    `progress`: called with no arguments after each of the LOAD_STAGES stages (for a progress bar)."""
     from .model import MotionModel
 
+    step = progress or (lambda: None)
     name = name or os.path.basename(path)
     sd = read_state_dict(path)
+    step()
     info, weights = classify(sd, name)
+    step()
     model = build_motion_model(info, weights, name)
     if info.has_image_encoder:  # AnimateLCM-I2V (§4.7): the image encoder rides along as model.img_encoder
         model.img_encoder = build_image_encoder(split_image_encoder(sd), name)
+    step()
     return model, info
 
 

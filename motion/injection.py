@@ -16,6 +16,7 @@ This file imports ComfyUI lazily, so `motion` stays importable (and testable) wi
 """
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 
@@ -81,6 +82,7 @@ class MotionApplication:
     settings: MotionSettings
     context: FrameContext = field(default_factory=FrameContext)
     key: str = field(default_factory=lambda: f"motionkit_{uuid.uuid4().hex[:8]}")
+    dtype: torch.dtype | None = None  # what the motion modules compute in (motion.precision); None = the activations'
 
 
 class MotionLayer(nn.Module):
@@ -100,7 +102,7 @@ class MotionLayer(nn.Module):
         if not isinstance(scale, torch.Tensor) and scale == 0.0:
             return x  # no motion on any frame: skip the module
         feature = transformer_options.get(IMAGE_FEATURES, {}).get(self.module)
-        return self.module(x, frames, self.app.info.module_norm, scale, feature)
+        return self.module(x, frames, self.app.info.module_norm, scale, feature, self.app.dtype)
 
     def forward(self, x):  # only reached if ComfyUI ever calls the layer without our patch
         raise RuntimeError("MotionKit motion layer called without transformer_options; this ComfyUI version "
@@ -261,20 +263,25 @@ def check_frames(app: MotionApplication, frames: int, windowed: bool = False) ->
 
 
 def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionModelInfo, name: str,
-                       settings: MotionSettings, model_sampling=None, loras=()):
+                       settings: MotionSettings, model_sampling=None, loras=(), precision: str = "auto"):
     """A clone of `model_patcher` that animates; `model_patcher` itself is left as it was.
 
-    `loras`: MotionLoRAs (motion.lora.MotionLoRA, strength each), added as weight patches to the motion model."""
+    `loras`: MotionLoRAs (motion.lora.MotionLoRA, strength each), added as weight patches to the motion model.
+    `precision`: the dtype the motion modules compute in (motion.precision; auto = the UNet's)."""
     from comfy.patcher_extension import CallbacksMP, WrappersMP
 
-    from .lora import add_motion_loras, motion_patcher, unpatched_copy
+    from .lora import add_motion_loras, motion_patcher
+    from .precision import precision_dtype, weights_in
 
     plan(model_patcher.get_model_object("diffusion_model"), motion_model, info, name)  # fail now, not mid-sampling
 
-    dtype = compute_dtype(model_patcher)
-    if any(p.dtype != dtype for p in motion_model.parameters()):
-        motion_model = unpatched_copy(motion_model, dtype)  # the loaded model is cached and shared: copy
-    app = MotionApplication(motion_model, info, name, settings)
+    run_dtype = precision_dtype(precision)
+    if run_dtype == torch.float16 and torch.device(model_patcher.load_device).type == "cpu":
+        logging.warning(f"MotionKit: '{name}' runs its motion modules in fp16 on the CPU, which is slower than fp32 "
+                        f"there; choose precision bf16 (fast on CPUs with bf16 support) or auto.")
+    # the loaded model is cached and shared: other dtypes come as one shared copy per dtype
+    motion_model = weights_in(motion_model, run_dtype or compute_dtype(model_patcher))
+    app = MotionApplication(motion_model, info, name, settings, dtype=run_dtype)
     motion = motion_patcher(motion_model, model_patcher)  # a clone: weight patches stay with this graph
     add_motion_loras(motion, loras, name)
 

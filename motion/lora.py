@@ -167,14 +167,22 @@ def motion_patcher(motion_model, model_patcher):
 
 
 def unpatched_copy(motion_model, dtype: torch.dtype):
-    """A copy of `motion_model` in `dtype`, with its weights as loaded: a LoRA another graph patched in is not copied."""
+    """A copy of `motion_model` in `dtype`, with its weights as loaded: a LoRA another graph patched in is not copied.
+
+    Each tensor is converted as it is copied, so no full copy in the old dtype is made on the way."""
     base = motion_model.__dict__.get(_BASE_PATCHER)
-    copied = copy.deepcopy(motion_model, {id(base): None} if base is not None else {})
-    copied.__dict__.pop(_BASE_PATCHER, None)
-    for key, saved in (base.backup.items() if base is not None else ()):
-        path, _, param = key.rpartition(".")
-        setattr(copied.get_submodule(path), param, torch.nn.Parameter(saved.weight.detach().clone(), requires_grad=False))
-    return copied.to(dtype)
+    saved = {key: s.weight for key, s in base.backup.items()} if base is not None else {}
+    # per-model state kept as plain attributes (the base patcher, motion.precision's dtype copies) is not copied
+    own = [key for key in motion_model.__dict__ if key.startswith("motionkit_")]
+    memo = {id(motion_model.__dict__[key]): None for key in own}
+    for key, tensor in [*motion_model.named_parameters(), *motion_model.named_buffers()]:
+        value = saved.get(key, tensor).detach()
+        value = value.to(dtype, copy=True) if value.is_floating_point() else value.clone()
+        memo[id(tensor)] = torch.nn.Parameter(value, requires_grad=False) if isinstance(tensor, torch.nn.Parameter) else value
+    copied = copy.deepcopy(motion_model, memo)  # deepcopy takes the converted tensors from the memo
+    for key in own:
+        copied.__dict__.pop(key, None)
+    return copied
 
 
 def add_motion_loras(patcher, loras, motion_name: str) -> None:

@@ -136,18 +136,23 @@ class MotionModule(nn.Module):
         super().__init__()
         self.temporal_transformer = TemporalTransformer(channels, attention_blocks)
 
-    def forward(self, x: torch.Tensor, frames: int, norm_mode: str = PER_FRAME, scale=1.0, feature=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frames: int, norm_mode: str = PER_FRAME, scale=1.0, feature=None,
+                dtype: torch.dtype | None = None) -> torch.Tensor:
         """`scale` blends the motion in: x + scale·delta (1 = as trained, 0 = identity).
 
         It may be a per-frame tensor of shape [frames]. `feature` (AnimateLCM-I2V's image features, §4.7)
         is added to the module's input; it counts as part of what the motion model adds, so `scale`
-        blends it too: x + scale·(feature + delta(x + feature))."""
+        blends it too: x + scale·(feature + delta(x + feature)).
+
+        `dtype`: compute delta in this dtype (None: in x's). Only delta is computed in it: the input is cast
+        to it and delta cast back, so the residual sum stays in x's dtype."""
         if x.shape[0] % frames:
             raise ValueError(f"motion module got a batch of {x.shape[0]} rows, not a multiple of {frames} frames")
-        if feature is None:
-            delta = self.temporal_transformer.delta(x, frames, norm_mode)
-        else:
-            delta = feature + self.temporal_transformer.delta(x + feature, frames, norm_mode)
+        inner = x if feature is None else x + feature
+        delta = self.temporal_transformer.delta(inner if dtype is None else inner.to(dtype), frames, norm_mode)
+        delta = delta.to(x.dtype)  # a no-op unless `dtype` differs
+        if feature is not None:
+            delta = feature + delta
         if isinstance(scale, torch.Tensor):
             scale = rearrange(cast(scale, x).repeat(x.shape[0] // frames), "n -> n 1 1 1")
         elif scale == 1.0:

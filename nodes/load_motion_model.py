@@ -1,9 +1,10 @@
 """Load Motion Model: a motion-module file from models/animatediff_models."""
 from dataclasses import dataclass
 
+import comfy.utils
 import folder_paths
 
-from ..motion.formats import MotionModelInfo, load_motion_model
+from ..motion.formats import LOAD_STAGES, MotionModelInfo, load_motion_model
 from ..motion.model import MotionModel
 from .model_folders import MOTION_FOLDER, register
 
@@ -35,5 +36,6 @@ class LoadMotionModel:
 
     def load(self, model_name):
         path = folder_paths.get_full_path_or_raise(MOTION_FOLDER, model_name)
-        model, info = load_motion_model(path, model_name)
+        bar = comfy.utils.ProgressBar(LOAD_STAGES)
+        model, info = load_motion_model(path, model_name, progress=lambda: bar.update(1))
         return (LoadedMotionModel(model, info, model_name),)

@@ -181,6 +181,8 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
         for name, cfg in [*required.items(), *spec.get("optional", {}).items()]:
             kind, opts = cfg[0], (cfg[1] if len(cfg) > 1 else {})
             if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "UPLOAD_BUTTON"):
+                if not values and name in spec.get("optional", {}):
+                    continue  # an optional widget newer than the workflow: the frontend (and the node) use its default
                 value = values.pop(0)
                 if opts.get("control_after_generate"):
                     values.pop(0)

@@ -237,6 +237,8 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
             if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"):
                 if any(i["name"] == name and i.get("link") is not None for i in node.get("inputs", [])):
                     continue  # a widget converted to an input
+                if not values and name in spec.get("optional", {}):
+                    continue  # an optional widget newer than the workflow: the frontend (and the node) use its default
                 inputs[name] = values.pop(0)
                 if opts.get("control_after_generate"):
                     values.pop(0)  # "fixed" / "randomize": a frontend-only widget

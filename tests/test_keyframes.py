@@ -83,7 +83,7 @@ def module():
 
 def layer(module, text, scale=1.0):
     settings = MotionSettings(scale=scale, schedule=parse_motion_scale(text))
-    return MotionLayer(module, SimpleNamespace(settings=settings, info=SimpleNamespace(module_norm=PER_FRAME)))
+    return MotionLayer(module, SimpleNamespace(settings=settings, info=SimpleNamespace(module_norm=PER_FRAME), dtype=None))
 
 
 def changed_frames(out, x, chunks):

@@ -494,6 +494,31 @@ class ComfyServer:
         pid = self.queue(prompt)
         return self.result(pid, self.wait(pid, timeout=timeout))
 
+    def run_watching_progress(self, prompt: dict, timeout: float = 300.0):
+        """Queue *prompt* while listening on ComfyUI's /ws as this client, as the browser does; return
+        ``(RunResult, [(node, value, max)] of the 'progress' messages of this prompt)``."""
+        from motionkit_queue import WebSocket  # the pack's stdlib websocket client
+
+        ws = WebSocket(urllib.parse.urlsplit(self.url), "/ws?clientId=" + self.client_id)
+        try:
+            prompt_id = self.queue(prompt)
+            progress, event = [], {}
+            while event.get("type") not in ("execution_success", "execution_error", "execution_interrupted"):
+                msg = ws.recv(timeout=timeout)
+                assert msg is not None, f"no websocket message for {timeout} s"
+                if msg[0] != 1:
+                    continue  # binary: previews
+                event = json.loads(msg[1])
+                data = event.get("data", {})
+                if data.get("prompt_id") != prompt_id:
+                    event = {}
+                    continue
+                if event["type"] == "progress":
+                    progress.append((data["node"], data["value"], data["max"]))
+        finally:
+            ws.close()
+        return self.result(prompt_id, self.wait(prompt_id)), progress
+
     def queue_state(self) -> dict:
         """``GET /queue``: ``{"queue_running": [...], "queue_pending": [...]}``."""
         return self.get_json("/queue")

@@ -154,29 +154,11 @@ def test_fewer_frames_than_a_window_run_in_one_pass(server):
 def test_sampler_progress_moves_with_every_window(server):
     """The 'progress' messages ComfyUI sends the browser for the KSampler: 3 windows x 2 steps, not only the 2
     steps; never backwards, and ending at the whole run (in-process details: tests/test_window_progress.py)."""
-    import urllib.parse
     from fractions import Fraction
-    from motionkit_queue import WebSocket
 
-    ws = WebSocket(urllib.parse.urlsplit(server.url), "/ws?clientId=" + server.client_id)
-    try:
-        prompt_id = server.queue(add_windows(base(frames=10, steps=2, seed=4242), length=4, overlap=1))  # 3 windows
-        progress, done = [], False
-        while not done:
-            msg = ws.recv(timeout=300)
-            assert msg is not None, "no websocket message for 300 s"
-            if msg[0] != 1:
-                continue  # binary: previews
-            event = json.loads(msg[1])
-            data = event.get("data", {})
-            if data.get("prompt_id") != prompt_id:
-                continue
-            if event["type"] == "progress":
-                progress.append((data["node"], data["value"], data["max"]))
-            done = event["type"] in ("execution_success", "execution_error", "execution_interrupted")
-        assert event["type"] == "execution_success", event
-    finally:
-        ws.close()
+    res, progress = server.run_watching_progress(
+        add_windows(base(frames=10, steps=2, seed=4242), length=4, overlap=1))  # 3 windows
+    res.raise_for_status()
     assert {node for node, _, _ in progress} == {"3"}  # all on the sampler node
     windows = [(v, m) for _, v, m in progress if m != 2]
     assert windows == [(v, 6) for v in range(1, 7)]

@@ -164,42 +164,10 @@ def test_bad_input_is_clear_and_leaves_comfyui_usable(server):
 # ---------------------------------------------------------------------------------------------
 # The vid2vid example workflow
 
-def ui_to_api(ui: dict, object_info: dict) -> dict:
-    """What frontend 1.27 queues for a UI workflow: widget values in INPUT_TYPES order (plus the upload button
-    it adds after the required inputs of a video_upload/image_upload combo, and "control_after_generate"),
-    where a linked widget keeps its value in widgets_values but sends the link."""
-    links = {link[0]: link for link in ui["links"]}
-    api = {}
-    for node in ui["nodes"]:
-        spec = object_info[node["type"]]["input"]
-        required = dict(spec.get("required", {}))
-        if any(isinstance(v[0], list) and len(v) > 1 and (v[1].get("video_upload") or v[1].get("image_upload"))
-               for v in required.values()):
-            required["upload"] = ("UPLOAD_BUTTON", {})
-        linked = {i["name"]: i["link"] for i in node.get("inputs", []) if i.get("link") is not None}
-        inputs, values = {}, list(node.get("widgets_values", []))
-        for name, cfg in [*required.items(), *spec.get("optional", {}).items()]:
-            kind, opts = cfg[0], (cfg[1] if len(cfg) > 1 else {})
-            if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "UPLOAD_BUTTON"):
-                if not values and name in spec.get("optional", {}):
-                    continue  # an optional widget newer than the workflow: the frontend (and the node) use its default
-                value = values.pop(0)
-                if opts.get("control_after_generate"):
-                    values.pop(0)
-                if kind != "UPLOAD_BUTTON" and name not in linked:
-                    inputs[name] = value
-        assert not values, f"node {node['id']} ({node['type']}) has extra widget values {values}"
-        for name, link_id in linked.items():
-            link = links[link_id]
-            inputs[name] = [str(link[1]), link[2]]
-        api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
-    return api
-
-
 def test_vid2vid_ui_workflow_matches_api_workflow(server):
     ui = json.loads((REPO / "example_workflows" / "vid2vid_sd15.json").read_text())
     api = json.loads((REPO / "example_workflows" / "vid2vid_sd15_api.json").read_text())
-    converted = ui_to_api(ui, server.object_info())
+    converted = tcm.ui_to_api(ui, server.object_info())
     assert converted == {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
 
 

@@ -7,7 +7,6 @@ auto and fp32 are the same computation, bf16 a slightly different one. (The numb
 from __future__ import annotations
 
 import json
-import urllib.parse
 
 import pytest
 import torch
@@ -37,28 +36,8 @@ def graph(precision=None, frames=FRAMES):
 
 def run_watching_progress(server, prompt):
     """(latents of SaveLatent "9", [(node, value, max)] of the 'progress' messages ComfyUI sent the browser)."""
-    from motionkit_queue import WebSocket
-
-    ws = WebSocket(urllib.parse.urlsplit(server.url), "/ws?clientId=" + server.client_id)
-    try:
-        prompt_id = server.queue(prompt)
-        progress, event = [], {}
-        while event.get("type") not in ("execution_success", "execution_error", "execution_interrupted"):
-            msg = ws.recv(timeout=300)
-            assert msg is not None, "no websocket message for 300 s"
-            if msg[0] != 1:
-                continue  # binary: previews
-            event = json.loads(msg[1])
-            data = event.get("data", {})
-            if data.get("prompt_id") != prompt_id:
-                event = {}
-                continue
-            if event["type"] == "progress":
-                progress.append((data["node"], data["value"], data["max"]))
-    finally:
-        ws.close()
-    res = server.result(prompt_id, server.wait(prompt_id)).raise_for_status()
-    (out,) = res.latents("9")
+    res, progress = server.run_watching_progress(prompt)
+    (out,) = res.raise_for_status().latents("9")
     assert torch.isfinite(out).all()
     return out, progress
 

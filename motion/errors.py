@@ -27,3 +27,7 @@ class NoiseOptionError(MotionKitError):
 
 class MotionScaleScheduleError(MotionKitError):
     """A motion scale schedule whose text cannot be read (not a number, a frame given twice, ...)."""
+
+
+class PromptScheduleError(MotionKitError):
+    """A prompt schedule whose text cannot be read (a line that is not 'frame: prompt', a frame given twice, ...)."""

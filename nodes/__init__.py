@@ -10,6 +10,7 @@ from .load_image_folder import LoadImageFolder
 from .load_video import LoadVideo
 from .noise_freeinit import FreeInitNode
 from .noise_freenoise import FreeNoiseNode
+from .prompt_schedule import PromptSchedule
 from .save_animation import SaveAnimation
 
 NODE_CLASS_MAPPINGS = {
@@ -25,6 +26,7 @@ NODE_CLASS_MAPPINGS = {
     "MotionKitLoadImageFolder": LoadImageFolder,
     "MotionKitFreeNoise": FreeNoiseNode,
     "MotionKitFreeInit": FreeInitNode,
+    "MotionKitPromptSchedule": PromptSchedule,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadMotionModel": "Load Motion Model 🎞️",
@@ -39,4 +41,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadImageFolder": "Load Image Folder 🎞️",
     "MotionKitFreeNoise": "FreeNoise 🎞️",
     "MotionKitFreeInit": "FreeInit 🎞️",
+    "MotionKitPromptSchedule": "Prompt Schedule 🎞️",
 }

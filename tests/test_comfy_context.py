@@ -189,7 +189,7 @@ def test_errors_are_clear_and_leave_comfyui_usable(server):
     assert torch.equal(latent(server, small), plain), "an error left ComfyUI patched"
 
 
-EXAMPLES = ["long_animation_context_windows", "seamless_loop", "controlnet_per_frame"]
+EXAMPLES = ["long_animation_context_windows", "seamless_loop", "controlnet_per_frame", "prompt_schedule_sd15"]
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

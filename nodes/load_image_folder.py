@@ -5,7 +5,7 @@ import folder_paths
 
 from ..media.safe_paths import Roots, check_file, resolve
 from ..motion.errors import MotionKitError
-from ..motion.media import IMAGE_EXTENSIONS, read_image_folder
+from ..media.animation import IMAGE_EXTENSIONS, read_image_folder
 from .load_video import progress_bar, selection, selection_inputs
 
 NODE = "Load Image Folder"

@@ -5,7 +5,7 @@ import folder_paths
 
 from ..motion.errors import MotionKitError
 from ..media.safe_paths import Roots, resolve
-from ..motion.media import CROP_MODES, RESIZE_METHODS, FrameSelection, read_video
+from ..media.animation import CROP_MODES, RESIZE_METHODS, FrameSelection, read_video
 
 
 def selection_inputs() -> dict:

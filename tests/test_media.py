@@ -1,4 +1,4 @@
-"""Animation files in and out (motion/media.py), without ComfyUI: encode each format and read it back
+"""Animation files in and out (media/animation.py), without ComfyUI: encode each format and read it back
 with PyAV / Pillow; decode synthetic videos and PNG folders with every frame-selection option."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 
 import media_files as mfl
 from motion.errors import MotionKitError
-from motion.media import (FORMATS, AnimationSettings, FrameSelection, MediaError, frame_order, read_image_folder,
+from media.animation import (FORMATS, AnimationSettings, FrameSelection, MediaError, frame_order, read_image_folder,
                           read_video, write_animation)
 
 META = {"prompt": {"3": {"class_type": "KSampler", "inputs": {"seed": 7}}},

@@ -1,6 +1,6 @@
 """Animation files in and out: IMAGE batches <-> MP4 / WebM / GIF / animated WebP, and image folders.
 
-Not motion-model files (those are `formats.py`): this is what the Save Animation, Load Video Frames and
+Not motion-model files (those are `motion/formats.py`): this is what the Save Animation, Load Video Frames and
 Load Image Folder nodes call. Imports without ComfyUI; PyAV (`av`, a ComfyUI requirement) and Pillow are
 imported where used. An IMAGE batch is a float tensor [frames, height, width, channels] in 0..1.
 
@@ -31,7 +31,10 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .errors import MotionKitError
+try:  # inside ComfyUI the pack is one package (<pack>.media); in the tests `media` is top level
+    from ..motion.errors import MotionKitError
+except ImportError:
+    from motion.errors import MotionKitError
 
 FORMATS = ("mp4", "webm", "gif", "webp")
 EXTENSIONS = {"mp4": "mp4", "webm": "webm", "gif": "gif", "webp": "webp"}

@@ -4,6 +4,7 @@ Detection follows MOTION_FORMATS.md §5; key conversions §4.5 (Hotshot-XL) and 
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections import Counter
@@ -15,6 +16,7 @@ from .errors import MotionKitError, WrongFileTypeError
 from .image_encoder import build_image_encoder, split_image_encoder
 from .model import PER_FRAME, POOLED, SD15_CHANNELS, SDXL_CHANNELS, MotionArchitecture
 
+LOG = logging.getLogger("MotionKit")
 ANIMATELCM_PE_LENGTH = 64  # AnimateLCM stores no PE; its code builds a 64-row table (§4.6)
 
 
@@ -253,7 +255,17 @@ def load_motion_model(path: str, name: str | None = None, progress=None):
     if info.has_image_encoder:  # AnimateLCM-I2V (§4.7): the image encoder rides along as model.img_encoder
         model.img_encoder = build_image_encoder(split_image_encoder(sd), name)
     step()
+    LOG.info(describe_loaded(name, info, model))
     return model, info
+
+
+def describe_loaded(name: str, info: MotionModelInfo, model) -> str:
+    """The one log line of a loaded motion model: what was detected, so a wrong file is seen at once."""
+    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    extra = ", with image encoder" if info.has_image_encoder else ""
+    fmt = "" if info.source_format == "original" else f", {info.source_format} key names"
+    return (f"MotionKit: loaded motion model {name}: {info.family} for {info.base}, PE length {info.max_frames} "
+            f"frames, schedule {info.schedule}, weights {dtype}{fmt}{extra}")
 
 
 def build_motion_model(info: MotionModelInfo, weights: dict, name: str = "state dict"):

@@ -29,8 +29,8 @@ NODE_CLASS_MAPPINGS = {
     "MotionKitPromptSchedule": PromptSchedule,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
-    "MotionKitLoadMotionModel": "Load Motion Model 🎞️",
-    "MotionKitApplyMotionModel": "Apply Motion Model 🎞️",
+    "MotionKitLoadMotionModel": "Load Motion Model (AnimateDiff) 🎞️",
+    "MotionKitApplyMotionModel": "Apply Motion Model (AnimateDiff) 🎞️",
     "MotionKitMotionScaleSchedule": "Motion Scale Schedule 🎞️",
     "MotionKitLoadMotionLoRA": "Load MotionLoRA 🎞️",
     "MotionKitApplyDomainAdapter": "Apply Domain Adapter 🎞️",

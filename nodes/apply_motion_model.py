@@ -9,6 +9,7 @@ class ApplyMotionModel:
                    "Use the output MODEL with KSampler, KSamplerAdvanced or SamplerCustomAdvanced. "
                    "The input MODEL is left unchanged.")
     CATEGORY = "MotionKit"
+    SEARCH_ALIASES = ["animatediff", "apply animatediff", "motion module", "motion model", "animate", "video"]
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The model with the motion model inserted (and its noise schedule set).",)
     FUNCTION = "apply"

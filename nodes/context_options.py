@@ -9,6 +9,7 @@ class ContextWindows:
                    "after 'Apply Motion Model'. ControlNet images (one per frame) and per-frame prompts follow "
                    "their frames into every window. Uses ComfyUI's own context-window sampling.")
     CATEGORY = "MotionKit"
+    SEARCH_ALIASES = ["context options", "sliding window", "long animation", "animatediff context"]
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The model, sampling its frames in context windows (the input MODEL is unchanged).",)
     FUNCTION = "apply"

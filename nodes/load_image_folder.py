@@ -3,18 +3,19 @@ import os
 
 import folder_paths
 
+from ..media.safe_paths import Roots, check_file, resolve
 from ..motion.errors import MotionKitError
-from ..motion.media import IMAGE_EXTENSIONS, read_image_folder
+from ..media.animation import IMAGE_EXTENSIONS, read_image_folder
 from .load_video import progress_bar, selection, selection_inputs
 
+NODE = "Load Image Folder"
 
-def resolve_folder(folder: str) -> str:
-    folder = folder.strip().strip('"')
-    if not folder:
-        raise MotionKitError("Load Image Folder: 'folder' is empty. Give a folder of frames (absolute, or relative "
-                             "to ComfyUI's input folder).")
-    folder = os.path.expanduser(folder)
-    return folder if os.path.isabs(folder) else os.path.join(folder_paths.get_input_directory(), folder)
+
+def resolve_folder(folder: str):
+    """(real path, name for messages, roots) of the folder input, confined to the allowed folders (safe_paths)."""
+    roots = Roots.from_comfy(folder_paths)
+    path, shown = resolve(folder, roots, what="folder", node=NODE)
+    return path, shown, roots
 
 
 class LoadImageFolder:
@@ -30,20 +31,24 @@ class LoadImageFolder:
     def INPUT_TYPES(cls):
         return {"required": {
             "folder": ("STRING", {"default": "frames",
-                                  "tooltip": "Folder of images: an absolute path, or relative to ComfyUI's input "
-                                             f"folder. Reads {', '.join(IMAGE_EXTENSIONS)} files directly in it."}),
+                                  "tooltip": "Folder of images in ComfyUI's input folder, by its name there (e.g. "
+                                             "'frames'); 'name [output]' for the output folder. Other folders only "
+                                             "if the server allows them. Reads "
+                                             f"{', '.join(IMAGE_EXTENSIONS)} files directly in it."}),
             **selection_inputs(),
         }}
 
     def load(self, folder, **options):
-        images, _ = read_image_folder(resolve_folder(folder), selection(**options), progress=progress_bar())
+        path, shown, roots = resolve_folder(folder)
+        images, _ = read_image_folder(path, selection(**options), progress=progress_bar(), label=shown,
+                                      check_file=lambda f: check_file(f, roots, shown, node=NODE))
         return (images, images.shape[0])
 
     @classmethod
     def IS_CHANGED(cls, folder, **options):
         # re-run when files are added, removed or rewritten
         try:
-            path = resolve_folder(folder)
+            path, _, _ = resolve_folder(folder)
             entries = sorted(os.scandir(path), key=lambda e: e.name)
             return repr([(e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries
                          if e.name.lower().endswith(IMAGE_EXTENSIONS)])

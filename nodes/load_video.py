@@ -3,7 +3,9 @@ import os
 
 import folder_paths
 
-from ..motion.media import CROP_MODES, RESIZE_METHODS, FrameSelection, read_video
+from ..motion.errors import MotionKitError
+from ..media.safe_paths import Roots, resolve
+from ..media.animation import CROP_MODES, RESIZE_METHODS, FrameSelection, read_video
 
 
 def selection_inputs() -> dict:
@@ -64,18 +66,30 @@ class LoadVideo:
         }}
 
     def load(self, video, **options):
-        path = folder_paths.get_annotated_filepath(video)
-        images, fps = read_video(path, selection(**options), progress=progress_bar())
+        images, fps = read_video(video_path(video), selection(**options), progress=progress_bar())
         return (images, images.shape[0], fps)
 
     @classmethod
     def IS_CHANGED(cls, video, **options):
-        path = folder_paths.get_annotated_filepath(video)
-        stat = os.stat(path) if os.path.exists(path) else None
-        return f"{stat.st_mtime_ns}:{stat.st_size}" if stat else ""
+        try:
+            stat = os.stat(video_path(video))
+        except (OSError, MotionKitError):
+            return ""
+        return f"{stat.st_mtime_ns}:{stat.st_size}"
 
     @classmethod
     def VALIDATE_INPUTS(cls, video):
-        if not folder_paths.exists_annotated_filepath(video):
+        # this method takes `video`, so ComfyUI skips its own "value in the list" check: confine it here
+        try:
+            path = video_path(video)
+        except MotionKitError as e:
+            return str(e)
+        if not os.path.isfile(path):
             return f"Video file not found in the input folder: {video}"
         return True
+
+
+def video_path(video: str) -> str:
+    """The video's real path: a name in the input folder (or 'name [output]'), confined as safe_paths says."""
+    path, _ = resolve(video, Roots.from_comfy(folder_paths), what="video", node="Load Video Frames")
+    return path

@@ -3,7 +3,7 @@ import os
 
 import folder_paths
 
-from ..motion.media import FORMATS, AnimationSettings, write_animation
+from ..media.animation import FORMATS, AnimationSettings, write_animation
 
 
 class SaveAnimation:

@@ -22,12 +22,17 @@ Besides: core's schedules run with a stride that fits the frames and no frame le
 (`context_schedule`), a gaussian fuse method in core's ContextFuseMethod form (`fuse_method`), and
 the sampler's progress bar advanced after every window, not only every step (sampling.window_progress).
 
+These overrides reach into core's handler internals (`_step`, five methods), so `handler_class` first checks
+that core still has them as written (`core_differences`); a ComfyUI whose handler changed gets its own handler,
+with one warning, instead of failing in the middle of sampling.
+
 This module imports ComfyUI lazily (inside the functions that build handlers).
 """
 from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import logging
 from dataclasses import dataclass, field
 
@@ -145,11 +150,69 @@ class WindowedConditioning:
                         f"batch). Give it one image per frame ({frames}) or a single image.")
 
 
+# What WindowedConditioning relies on in core's handler: the methods it overrides or calls, with the parameters
+# they had when it was written (ComfyUI 0.3.64), and the attributes core's __init__ sets. These are core's
+# internals, not a promised API: a core that changes them gets core's own handler (see handler_class).
+CORE_METHODS = {
+    "set_step": ("self", "timestep", "model_options"),
+    "get_context_windows": ("self", "model", "x_in", "model_options"),
+    "execute": ("self", "calc_cond_batch", "model", "conds", "x_in", "timestep", "model_options"),
+    "evaluate_context_windows": ("self", "calc_cond_batch", "model", "x_in", "conds", "timestep",
+                                 "enumerated_context_windows", "model_options", "device", "first_device"),
+    "get_resized_cond": ("self", "cond_in", "x_in", "window", "device"),
+}
+CORE_ATTRIBUTES = ("_step", "dim", "context_length", "context_overlap", "context_stride", "context_schedule",
+                   "fuse_method", "closed_loop")
+ADDITIONS = ("the frames-in-batch step fix, per-window ControlNet images and per-frame prompts, and the "
+             "per-window progress bar")
+
+
+def core_differences(core_class, window_class=None) -> list[str]:
+    """How *core_class* (core's IndexListContextHandler or a later one) differs from what WindowedConditioning
+    was written against; [] when it fits. *window_class*: core's IndexListContextWindow (needs `index_list`)."""
+    found = []
+    for name, expected in CORE_METHODS.items():
+        method = getattr(core_class, name, None)
+        if not callable(method):
+            found.append(f"{name}() is gone")
+            continue
+        try:
+            params = tuple(inspect.signature(method).parameters)
+        except (TypeError, ValueError):
+            found.append(f"{name}() has no readable signature")
+            continue
+        if params != expected:
+            found.append(f"{name}({', '.join(params[1:])}) instead of {name}({', '.join(expected[1:])})")
+    try:
+        probe = core_class(context_schedule=None, fuse_method=None, context_length=2, context_overlap=0,
+                           context_stride=1, closed_loop=False, dim=0)
+    except Exception as e:  # any failure here means core's constructor changed
+        found.append(f"its constructor no longer takes MotionKit's settings ({type(e).__name__}: {e})")
+    else:
+        missing = [a for a in CORE_ATTRIBUTES if not hasattr(probe, a)]
+        if missing:
+            found.append(f"its instances lack {', '.join(missing)}")
+    if window_class is not None and not hasattr(window_class([0, 1], dim=0), "index_list"):
+        found.append(f"{window_class.__name__} has no index_list")
+    return found
+
+
 @functools.cache
-def handler_class():
-    """core's IndexListContextHandler with WindowedConditioning (made on first use: imports ComfyUI)."""
-    from comfy.context_windows import IndexListContextHandler
-    return type("MotionKitContextHandler", (WindowedConditioning, IndexListContextHandler), {})
+def handler_class(core_class=None, window_class=None):
+    """core's IndexListContextHandler with WindowedConditioning (made on first use: imports ComfyUI).
+
+    When core's handler no longer has what WindowedConditioning overrides (a later ComfyUI), core's own handler
+    is used as it is, with one warning, rather than failing in the middle of sampling."""
+    if core_class is None:
+        from comfy.context_windows import IndexListContextHandler as core_class
+        from comfy.context_windows import IndexListContextWindow as window_class
+    differences = core_differences(core_class, window_class)
+    if differences:
+        LOG.warning(f"MotionKit context windows: this ComfyUI's {core_class.__name__} is not the one MotionKit was "
+                    f"written for ({'; '.join(differences)}). Using ComfyUI's own context windows without "
+                    f"MotionKit's additions ({ADDITIONS}). Update MotionKit to get them back.")
+        return core_class
+    return type("MotionKitContextHandler", (WindowedConditioning, core_class), {})
 
 
 def fuse_method(name: str, context_overlap: int):
@@ -178,9 +241,10 @@ def context_schedule(name: str):
 
 
 def make_handler(context_length: int, context_overlap: int, schedule: str, context_stride: int, fuse: str,
-                 closed_loop: bool):
+                 closed_loop: bool, core_class=None, window_class=None):
+    """The handler for the node's settings (*core_class*/*window_class*: core's, unless a test passes others)."""
     check_settings(context_length, context_overlap, schedule, fuse)
-    return handler_class()(
+    return handler_class(core_class, window_class)(
         context_schedule=context_schedule(schedule),
         fuse_method=fuse_method(fuse, context_overlap),
         context_length=context_length, context_overlap=context_overlap, context_stride=context_stride,

@@ -4,6 +4,7 @@ example workflow with random-weight models."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import av
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 import media_files as mfl
+from comfy_server import PromptRejected
 import test_comfy_motion as tcm
 
 pytestmark = pytest.mark.comfyui
@@ -149,8 +151,7 @@ def test_bad_input_is_clear_and_leaves_comfyui_usable(server):
         prompt = dict(nodes, **{"2": save(["1", 0], "gif", "media/err")})
         res = run(server, prompt)
         assert res.status == "error", nodes
-        assert res.execution_error["exception_type"].endswith("MediaError") or \
-            res.execution_error["exception_type"].endswith("MotionKitError")
+        assert res.execution_error["exception_type"].endswith(("MediaError", "MotionKitError", "PathNotAllowedError"))
         for phrase in phrases:
             assert phrase in res.error_message, f"{phrase!r} not in {res.error_message!r}"
     # Save Animation refuses a path outside the output folder (core's check), and ComfyUI goes on working
@@ -159,6 +160,45 @@ def test_bad_input_is_clear_and_leaves_comfyui_usable(server):
     res = run(server, {"1": load_folder(folder="mixed", width=16, height=16), "2": save(["1", 0], "gif", "media/ok")})
     indices, size, _, _ = decoded(res.raise_for_status().files("2", "images")[0])
     assert indices == [0, 1, 2] and size == (16, 16)
+
+
+# ---------------------------------------------------------------------------------------------
+# Path inputs stay in ComfyUI's folders (media/safe_paths.py): a prompt cannot read the host
+
+def test_path_inputs_cannot_leave_comfyuis_folders(server, tmp_path_factory):
+    secret = mfl.write_png_folder(tmp_path_factory.mktemp("host_secret") / "photos", frames=3, width=16, height=16)
+    mfl.write_video(secret / "private.mp4", frames=4, width=32, height=32, fps=8)
+    link = server.input_dir / "innocent"
+    link.symlink_to(secret, target_is_directory=True)
+    up = os.path.relpath(secret, server.input_dir)  # ../../pytest-of-.../photos
+    attempts = [str(secret), str(secret.parent / "not_there"), up, "innocent", "~", "~/photos"]
+    messages = []
+    for value in attempts:
+        res = run(server, {"1": load_folder(folder=value, frame_cap=2), "2": save(["1", 0], "gif", "media/leak")})
+        assert res.status == "error", f"{value!r} was read"
+        assert res.execution_error["exception_type"].endswith("PathNotAllowedError")
+        rest = res.error_message.replace(value, "<typed>")
+        assert str(secret.parent) not in rest and "host_secret" not in rest, rest
+        messages.append(rest)
+    assert messages[0] == messages[1], "an outside folder that exists and one that does not get the same words"
+    # a video name is validated before the prompt runs (the upload list is not checked by ComfyUI here)
+    for value in (os.path.relpath(secret / "private.mp4", server.input_dir), "innocent/private.mp4"):
+        with pytest.raises(PromptRejected) as e:
+            server.queue({"1": load_video(video=value), "2": save(["1", 0], "gif", "media/leak")})
+        text = json.dumps(e.value.response).replace(json.dumps(value)[1:-1], "<typed>")
+        assert "is outside ComfyUI's input, output or temp folder" in text and "host_secret" not in text, text
+    # whoever runs the server may allow more folders: <user dir>/motionkit_input_roots.txt (read on every use)
+    settings = server.base_dir / "user" / "motionkit_input_roots.txt"
+    settings.write_text(f"# test footage\n{secret.parent}\n")
+    try:
+        res = run(server, {"1": load_folder(folder=str(secret)), "2": save(["1", 0], "gif", "media/allowed"),
+                           "3": load_folder(folder="innocent", frame_cap=1), "4": save(["3", 0], "gif", "media/al")})
+        indices, size, _, _ = decoded(res.raise_for_status().files("2", "images")[0])
+        assert indices == [0, 1, 2] and size == (16, 16)
+    finally:
+        settings.unlink()
+    res = run(server, {"1": load_folder(folder=str(secret), every_nth=2), "2": save(["1", 0], "gif", "media/leak")})
+    assert res.status == "error", "allowed only while the server's settings say so"
 
 
 # ---------------------------------------------------------------------------------------------

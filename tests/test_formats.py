@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -425,3 +426,21 @@ def test_pickle_with_python_objects_is_refused_not_run(payload, zipfile, tmp_pat
         load_motion_model(str(path))
     assert not marker.exists(), "unpickling ran code from the file"
     assert_actionable(e.value, "v3_sd15_mm.ckpt", "download")
+
+
+@pytest.mark.parametrize("fmt, dtype, words", [
+    ("v2", torch.float16, ["AnimateDiff v2 for SD1.5", "PE length 32 frames", "schedule sqrt_linear", "float16"]),
+    ("sdxl_beta", torch.float32, ["AnimateDiff-SDXL beta for SDXL", "PE length 32", "float32"]),
+    ("animatelcm_i2v", torch.float32, ["AnimateLCM-I2V", "PE length 64", "with image encoder"]),
+])
+def test_loading_logs_one_line_saying_what_was_detected(fmt, dtype, words, tmp_path, caplog):
+    exp = FORMATS[fmt]
+    layout = {k: v.to(dtype) for k, v in exp.layout(device="meta").items()}
+    path = write(tmp_path / f"{fmt}_file.ckpt", {"state_dict": tiny(layout)})
+    with caplog.at_level(logging.INFO, logger="MotionKit"):
+        _, info = load_motion_model(path)
+    lines = [r.getMessage() for r in caplog.records if r.name == "MotionKit"]
+    assert len(lines) == 1, lines
+    assert f"{fmt}_file.ckpt" in lines[0] and info.schedule in lines[0]
+    for word in words:
+        assert word in lines[0], f"{word!r} not in {lines[0]!r}"

@@ -1,19 +1,22 @@
-"""Animation files in and out (motion/media.py), without ComfyUI: encode each format and read it back
+"""Animation files in and out (media/animation.py), without ComfyUI: encode each format and read it back
 with PyAV / Pillow; decode synthetic videos and PNG folders with every frame-selection option."""
 from __future__ import annotations
 
 import json
 
-import av
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-import media_files as mfl
-from motion.errors import MotionKitError
-from motion.media import (FORMATS, AnimationSettings, FrameSelection, MediaError, frame_order, read_image_folder,
-                          read_video, write_animation)
+# PyAV, Pillow and numpy come with ComfyUI (its requirements), not with torch: without them these file tests
+# are skipped, so the core tests run with torch and the pack's requirements alone
+av = pytest.importorskip("av", reason="test_media writes and reads videos with PyAV (pip install av)")
+np = pytest.importorskip("numpy", reason="test_media needs numpy (pip install numpy)")
+Image = pytest.importorskip("PIL.Image", reason="test_media writes and reads images with Pillow (pip install Pillow)")
+
+import media_files as mfl  # noqa: E402
+from media.animation import (FORMATS, AnimationSettings, FrameSelection, MediaError, frame_order,  # noqa: E402
+                             read_image_folder, read_video, write_animation)
+from motion.errors import MotionKitError  # noqa: E402
 
 META = {"prompt": {"3": {"class_type": "KSampler", "inputs": {"seed": 7}}},
         "workflow": {"nodes": [{"id": 3, "type": "KSampler"}], "links": []}}

@@ -1,6 +1,6 @@
 """Animation files in and out: IMAGE batches <-> MP4 / WebM / GIF / animated WebP, and image folders.
 
-Not motion-model files (those are `formats.py`): this is what the Save Animation, Load Video Frames and
+Not motion-model files (those are `motion/formats.py`): this is what the Save Animation, Load Video Frames and
 Load Image Folder nodes call. Imports without ComfyUI; PyAV (`av`, a ComfyUI requirement) and Pillow are
 imported where used. An IMAGE batch is a float tensor [frames, height, width, channels] in 0..1.
 
@@ -31,7 +31,10 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .errors import MotionKitError
+try:  # inside ComfyUI the pack is one package (<pack>.media); in the tests `media` is top level
+    from ..motion.errors import MotionKitError
+except ImportError:
+    from motion.errors import MotionKitError
 
 FORMATS = ("mp4", "webm", "gif", "webp")
 EXTENSIONS = {"mp4": "mp4", "webm": "webm", "gif": "gif", "webp": "webp"}
@@ -327,32 +330,42 @@ def _natural_key(name: str):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def list_images(folder: str) -> List[str]:
-    """Image files directly in *folder*, in natural name order (frame2 before frame10)."""
+def list_images(folder: str, label: Optional[str] = None) -> List[str]:
+    """Image files directly in *folder*, in natural name order (frame2 before frame10).
+
+    *label*: how messages name the folder (default: the path)."""
+    label = label or repr(folder)
     if not os.path.isdir(folder):
-        raise MediaError(f"Image folder {folder!r} does not exist. Give a folder path (absolute, or relative to "
-                         f"ComfyUI's input folder).")
+        raise MediaError(f"Image folder {label} does not exist. Give a folder in ComfyUI's input folder (its name "
+                         f"relative to it, e.g. 'frames').")
     names = [n for n in os.listdir(folder)
              if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, n))]
     if not names:
-        raise MediaError(f"Image folder {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+        raise MediaError(f"Image folder {label} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
     return sorted(names, key=_natural_key)
 
 
-def read_image_folder(folder: str, sel: FrameSelection, progress: Progress = None) -> Tuple[torch.Tensor, List[str]]:
-    """Load the selected images of *folder*; return (IMAGE batch, the file names used, in order)."""
+def read_image_folder(folder: str, sel: FrameSelection, progress: Progress = None, label: Optional[str] = None,
+                      check_file: Optional[Callable[[str], None]] = None) -> Tuple[torch.Tensor, List[str]]:
+    """Load the selected images of *folder*; return (IMAGE batch, the file names used, in order).
+
+    *label*: how messages name the folder (default: the path); *check_file(path)*: called before each file is
+    opened, may raise (the nodes refuse links out of the allowed folders, see safe_paths)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     sel.check()
-    names = list_images(folder)
+    label = label or repr(folder)
+    names = list_images(folder, label)
     picked = [n for i, n in enumerate(names) if sel.picks(i)]
     if sel.frame_cap:
         picked = picked[:sel.frame_cap]
     if not picked:
-        raise MediaError(f"No images left from {folder!r}: it has {len(names)} image(s) and the settings "
+        raise MediaError(f"No images left from {label}: it has {len(names)} image(s) and the settings "
                          f"({sel.describe()}) select none. Lower skip_first.")
     frames: List[np.ndarray] = []
     for name in picked:
+        if check_file is not None:
+            check_file(os.path.join(folder, name))
         try:
             with Image.open(os.path.join(folder, name)) as im:
                 im = ImageOps.exif_transpose(im)
@@ -360,7 +373,7 @@ def read_image_folder(folder: str, sel: FrameSelection, progress: Progress = Non
                     im = im.convert("I").point(lambda v: v * (1 / 255))
                 rgb = np.asarray(im.convert("RGB"))
         except (UnidentifiedImageError, OSError) as e:
-            raise MediaError(f"{name} in {folder!r} is not an image Pillow can read ({e}); remove it or "
+            raise MediaError(f"{name} in {label} is not an image Pillow can read ({e}); remove it or "
                              f"replace it.") from e
         rgb = fit_frame(rgb, sel)
         if frames and rgb.shape != frames[0].shape:

@@ -16,7 +16,7 @@ import motionkit_queue as mq
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "motionkit_queue.py"
-API = REPO / "example_workflows" / "txt2anim_sd15_api.json"
+API = REPO / "example_workflows" / "api" / "txt2anim_sd15_api.json"
 UI = REPO / "example_workflows" / "txt2anim_sd15.json"
 
 

@@ -232,6 +232,8 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
     links = {link[0]: link for link in ui["links"]}
     api = {}
     for node in ui["nodes"]:
+        if node["type"] in ("Note", "MarkdownNote"):
+            continue  # frontend-only nodes (an example's description): never queued
         spec = object_info[node["type"]]["input"]
         required = dict(spec.get("required", {}))
         if any(isinstance(v[0], list) and len(v) > 1 and (v[1].get("video_upload") or v[1].get("image_upload"))

@@ -195,6 +195,6 @@ EXAMPLES = ["long_animation_context_windows", "seamless_loop", "controlnet_per_f
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_workflow_ui_matches_api(server, name):
     ui = json.loads((REPO / "example_workflows" / f"{name}.json").read_text())
-    api = json.loads((REPO / "example_workflows" / f"{name}_api.json").read_text())
+    api = json.loads((REPO / "example_workflows" / "api" / f"{name}_api.json").read_text())
     assert ui_to_api(ui, server.object_info()) == {
         k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}

@@ -60,7 +60,7 @@ def server(comfy_server):
 
 def example(name: str, **motion) -> dict:
     """The example API workflow, made small (64×64, FRAMES frames), with the test checkpoint and a SaveLatent."""
-    api = json.loads((REPO / "example_workflows" / f"{name}_api.json").read_text())
+    api = json.loads((REPO / "example_workflows" / "api" / f"{name}_api.json").read_text())
     api["4"]["inputs"]["ckpt_name"] = CKPT
     api["5"]["inputs"].update(width=64, height=64, batch_size=FRAMES)
     api["11"]["inputs"].update(motion)
@@ -149,6 +149,6 @@ def test_lightning_example_runs_with_the_diffusers_file(server):
 @pytest.mark.parametrize("name", ["animatelcm_t2v_sd15", "animatediff_lightning_sd15"])
 def test_example_ui_matches_api(server, name):
     ui = json.loads((REPO / "example_workflows" / f"{name}.json").read_text())
-    api = json.loads((REPO / "example_workflows" / f"{name}_api.json").read_text())
+    api = json.loads((REPO / "example_workflows" / "api" / f"{name}_api.json").read_text())
     assert ui_to_api(ui, server.object_info()) == {
         k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}

@@ -128,7 +128,7 @@ def test_errors_are_clear_and_leave_comfyui_usable(server):
 
 
 def test_example_workflow_runs_and_matches_its_ui_version(server):
-    api = json.loads((REPO / "example_workflows" / "animatelcm_i2v_sd15_api.json").read_text())
+    api = json.loads((REPO / "example_workflows" / "api" / "animatelcm_i2v_sd15_api.json").read_text())
     ui = json.loads((REPO / "example_workflows" / "animatelcm_i2v_sd15.json").read_text())
     assert ui_to_api(ui, server.object_info()) == {
         k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}

@@ -142,7 +142,7 @@ EXAMPLES = {
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 def test_example_workflow_runs(server, example):
-    api = json.loads((tcm.REPO / "example_workflows" / f"{example}_api.json").read_text())
+    api = json.loads((tcm.REPO / "example_workflows" / "api" / f"{example}_api.json").read_text())
     names = {**EXAMPLES[example], "v1-5-pruned-emaonly.safetensors": tcm.CKPT}
     for node in api.values():
         for key, value in node["inputs"].items():
@@ -162,6 +162,6 @@ def test_example_workflow_runs(server, example):
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 def test_ui_workflow_matches_api_workflow(server, example):
     ui = json.loads((tcm.REPO / "example_workflows" / f"{example}.json").read_text())
-    api = json.loads((tcm.REPO / "example_workflows" / f"{example}_api.json").read_text())
+    api = json.loads((tcm.REPO / "example_workflows" / "api" / f"{example}_api.json").read_text())
     converted = tcm.ui_to_api(ui, server.object_info())
     assert converted == {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}

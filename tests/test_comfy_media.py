@@ -206,13 +206,13 @@ def test_path_inputs_cannot_leave_comfyuis_folders(server, tmp_path_factory):
 
 def test_vid2vid_ui_workflow_matches_api_workflow(server):
     ui = json.loads((REPO / "example_workflows" / "vid2vid_sd15.json").read_text())
-    api = json.loads((REPO / "example_workflows" / "vid2vid_sd15_api.json").read_text())
+    api = json.loads((REPO / "example_workflows" / "api" / "vid2vid_sd15_api.json").read_text())
     converted = tcm.ui_to_api(ui, server.object_info())
     assert converted == {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
 
 
 def test_vid2vid_example_runs(server):
-    api = json.loads((REPO / "example_workflows" / "vid2vid_sd15_api.json").read_text())
+    api = json.loads((REPO / "example_workflows" / "api" / "vid2vid_sd15_api.json").read_text())
     assert api["3"]["inputs"]["denoise"] == 0.6 and api["9"]["inputs"]["format"] == "mp4"
     api["4"]["inputs"]["ckpt_name"] = tcm.CKPT
     api["10"]["inputs"]["model_name"] = MOTION

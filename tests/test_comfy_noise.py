@@ -136,7 +136,7 @@ def test_freeinit_keeps_the_areas_a_noise_mask_keeps(server):
 
 def test_example_workflow_runs_and_matches_its_ui_version(server):
     ui = json.loads((REPO / "example_workflows" / "freenoise_freeinit_sd15.json").read_text())
-    api = json.loads((REPO / "example_workflows" / "freenoise_freeinit_sd15_api.json").read_text())
+    api = json.loads((REPO / "example_workflows" / "api" / "freenoise_freeinit_sd15_api.json").read_text())
     assert tcm.ui_to_api(ui, server.object_info()) == {
         k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
     by_type = {v["class_type"]: v for v in api.values()}

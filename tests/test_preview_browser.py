@@ -139,7 +139,35 @@ def queue_and_wait(page, node_id, timeout=240):
     return player(page, node_id)
 
 
+def set_core_nodes(page, on: bool):
+    page.evaluate(f"async (on) => {{ await {APP}.extensionManager.setting.set('MotionKit.Preview.CoreNodes', on); }}",
+                  on)
+
+
+def draw_hooks(page):
+    """Ids of the nodes whose drawing MotionKit wraps (only those showing an animation may have it)."""
+    return page.evaluate(f"() => {APP}.graph.nodes.filter(n => n.onDrawBackground?.motionkit).map(n => n.id)")
+
+
+def test_core_savers_are_left_alone_by_default(page):
+    """Without the opt-in setting a core saver keeps the frontend's own preview and gets no MotionKit hook;
+    MotionKit's nodes are hooked, and nodes without an animation have nothing that runs per frame."""
+    set_core_nodes(page, False)
+    load(page, tiny_ui_workflow())
+    rerun_webp(page, "ptest/default")
+    page.evaluate(f"async () => {{ await {APP}.queuePrompt(0, 1); }}")
+    page.wait_for_function(
+        f"() => {APP}.graph.getNodeById(9).widgets?.some(w => w.name === '$$comfy_animation_preview')",
+        timeout=240_000)
+    assert player(page, 9).count() == 0
+    hooked = page.evaluate(f"() => {APP}.graph.nodes.filter(n => n.motionkit).map(n => n.type).sort()")
+    assert hooked == ["MotionKitApplyMotionModel", "MotionKitLoadMotionModel"], hooked
+    assert draw_hooks(page) == []
+    assert not [e for e in page.errors if "motionkit" in e.lower()], diagnostics(page)
+
+
 def test_example_workflow_plays_in_the_save_node(page):
+    set_core_nodes(page, True)  # node 9 is core's SaveAnimatedWEBP: opted in
     load(page, tiny_ui_workflow())
     loc = queue_and_wait(page, 9)  # node 9: core SaveAnimatedWEBP
     assert loc.get_attribute("data-state") == "playing"
@@ -171,6 +199,16 @@ def test_example_workflow_plays_in_the_save_node(page):
     button.click()
     assert loc.get_attribute("data-state") == "playing" and button.inner_text() == "❚❚"
     assert frames_seen(loc) == {"0", "1"}
+    # per-frame work only on the node that shows an animation
+    assert draw_hooks(page) == [9]
+
+    # outputs restored by the frontend (a workflow tab switched away and back): the player follows them
+    page.evaluate(f"() => {{ window.__mkSaved = {APP}.nodeOutputs; {APP}.nodeOutputs = {{}}; }}")
+    assert player(page, 9).count() == 0 and draw_hooks(page) == []
+    page.evaluate(f"() => {{ {APP}.nodeOutputs = window.__mkSaved; }}")
+    page.wait_for_function("() => document.querySelector(`.motionkit-player[data-node-id='9']`)"
+                           "?.dataset.state === 'playing'", timeout=30_000)
+    assert draw_hooks(page) == [9]
     assert not [e for e in page.errors if "motionkit" in e.lower()], diagnostics(page)
 
 
@@ -223,7 +261,8 @@ def rerun_webp(page, prefix):
         n.widgets.find(w => w.name === "filename_prefix").value = p; }}""", prefix)
 
 
-def test_fallback_without_imagedecoder_and_the_core_nodes_setting(page):
+def test_fallback_without_imagedecoder(page):
+    set_core_nodes(page, True)
     load(page, tiny_ui_workflow())
     # a browser without ImageDecoder: the <img> animates by itself, pause shows a still of it
     page.evaluate("() => { window.__mkImageDecoder = window.ImageDecoder; window.ImageDecoder = undefined; }")
@@ -242,15 +281,17 @@ def test_fallback_without_imagedecoder_and_the_core_nodes_setting(page):
     finally:
         page.evaluate("() => { window.ImageDecoder = window.__mkImageDecoder; }")
 
-    # setting off: core nodes get the frontend's own preview back, MotionKit's nodes keep the player
-    page.evaluate(f"async () => {{ await {APP}.extensionManager.setting.set('MotionKit.Preview.CoreNodes', false); }}")
-    try:
-        rerun_webp(page, "ptest/core")
-        page.evaluate(f"async () => {{ await {APP}.queuePrompt(0, 1); }}")
-        page.wait_for_function(
-            f"() => {APP}.graph.getNodeById(9).widgets.some(w => w.name === '$$comfy_animation_preview')",
-            timeout=120_000)
-        assert player(page, 9).count() == 0
-    finally:
-        page.evaluate(f"async () => {{ await {APP}.extensionManager.setting.set('MotionKit.Preview.CoreNodes', true); }}")
     assert not [e for e in page.errors if "motionkit" in e.lower()], diagnostics(page)
+
+
+def test_example_nodes_are_as_large_as_the_frontend_draws_them(page):
+    """Every example workflow (example_workflows/*.json), loaded in the frontend: each node's saved size
+    holds what the frontend computes for its inputs and widgets (else the widgets spill over the node
+    below, as a CLIP Text Encode once hid Apply Motion Model's last widgets), and every node type is known.
+    Together with test_example_workflows.py's overlap check: no node covers another on the canvas."""
+    import example_layout as el
+    problems = []
+    for path in el.ui_workflows():
+        ui = json.loads(path.read_text(encoding="utf-8"))
+        problems += [f"{path.name}: {p}" for p in el.frontend_problems(el.measure(page, ui), ui)]
+    assert not problems, "\n".join(problems) + "\n(re-lay them with tests/example_layout.py)"

@@ -1,11 +1,10 @@
-"""motionkit_queue.py without a server: --set parsing, batch expansion, workflow checks, the websocket
-framing of its stdlib client, and the CLI's refusals (exit 2)."""
+"""motionkit_queue.py without a server: --set parsing, batch expansion, workflow checks, its aiohttp
+websocket side against a small aiohttp server, and the CLI's refusals (exit 2)."""
 from __future__ import annotations
 
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import motionkit_queue as mq
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "motionkit_queue.py"
-API = REPO / "example_workflows" / "txt2anim_sd15_api.json"
+API = REPO / "example_workflows" / "api" / "txt2anim_sd15_api.json"
 UI = REPO / "example_workflows" / "txt2anim_sd15.json"
 
 
@@ -164,53 +163,116 @@ def test_outputs_and_failures_from_history():
 
 
 # ---------------------------------------------------------------------------------------------
-# The stdlib websocket client's framing, against a socket pair
+# The aiohttp websocket side, against a small aiohttp server that speaks like ComfyUI's /ws
 
-def _server_frame(opcode, payload, fin=True):
-    head = bytes([(0x80 if fin else 0) | opcode])
-    n = len(payload)
-    if n < 126:
-        head += bytes([n])
-    elif n < 65536:
-        head += bytes([126]) + struct.pack(">H", n)
-    else:
-        head += bytes([127]) + struct.pack(">Q", n)
-    return head + payload
+def _ws_app(script):
+    """An aiohttp app whose /ws plays *script*: ("text", obj) / ("bytes", b) / ("sleep", s) / ("close",)."""
+    import asyncio
+    from aiohttp import web
+
+    async def ws_handler(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        assert request.query.get("clientId")
+        for step in script:
+            if step[0] == "text":
+                await ws.send_str(json.dumps(step[1]))
+            elif step[0] == "bytes":
+                await ws.send_bytes(step[1])
+            elif step[0] == "sleep":
+                await asyncio.sleep(step[1])
+            elif step[0] == "close":
+                await ws.close()
+                return ws
+        await asyncio.sleep(30)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", ws_handler)
+    return app
 
 
-def _read_client_frame(sock):
-    b0, b1 = sock.recv(2)
-    assert b1 & 0x80, "client frames must be masked"
-    n = b1 & 0x7F
-    mask = sock.recv(4)
-    data = sock.recv(n) if n else b""
-    return b0 & 0x0F, bytes(c ^ mask[i % 4] for i, c in enumerate(data))
+def test_websocket_events_reach_their_prompt():
+    import asyncio
+    import urllib.parse
+    import aiohttp
+    from aiohttp import web
+    from queue_tool.client import Server
+
+    big = {"type": "executed", "data": {"prompt_id": "A", "x": "y" * 300000}}
+    script = [("text", {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 1}}}}),
+              ("text", {"type": "execution_start", "data": {"prompt_id": "A"}}),
+              ("bytes", b"\x00\x00\x00\x01preview"),
+              ("text", {"type": "progress", "data": {"prompt_id": "B", "value": 1, "max": 2, "node": "3"}}),
+              ("text", {"type": "executing", "data": {"prompt_id": "A", "node": "3"}}),
+              ("text", big), ("sleep", 0.2), ("close",)]
+
+    async def main():
+        runner = web.AppRunner(_ws_app(script))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            async with aiohttp.ClientSession() as session:
+                srv = Server(urllib.parse.urlsplit(f"http://127.0.0.1:{port}"), session)
+                qa, qb = asyncio.Queue(), asyncio.Queue()
+                srv.listeners.update(A=qa, B=qb)
+                assert await srv.connect_ws() is None
+                got_a = [await asyncio.wait_for(qa.get(), 10) for _ in range(4)]
+                got_b = [await asyncio.wait_for(qb.get(), 10) for _ in range(2)]
+                await srv.close()
+                return got_a, got_b
+        finally:
+            await runner.cleanup()
+
+    got_a, got_b = asyncio.run(main())
+    # each prompt gets its own events, in order, the previews and status messages go nowhere, and a
+    # closed websocket is announced to everyone waiting (they fall back to polling /history)
+    assert [e["type"] for e in got_a] == ["execution_start", "executing", "executed", "_ws_lost"]
+    assert got_a[2] == big
+    assert [e["type"] for e in got_b] == ["progress", "_ws_lost"]
 
 
-def test_websocket_frames():
-    a, b = socket.socketpair()
+def test_blocking_websocket_for_scripts():
+    import asyncio
+    import threading
+    import urllib.parse
+    from aiohttp import web
+
+    ready, stop = threading.Event(), threading.Event()
+    box = {}
+
+    def serve():
+        async def main():
+            runner = web.AppRunner(_ws_app([("sleep", 0.3), ("text", {"type": "x"}), ("bytes", b"\x01"),
+                                            ("close",)]))
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            box["port"] = site._server.sockets[0].getsockname()[1]
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            await runner.cleanup()
+        asyncio.run(main())
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    assert ready.wait(10)
     try:
-        ws = object.__new__(mq.WebSocket)
-        ws.sock, ws.buf, ws.fragments, ws.frag_opcode = a, bytearray(), [], 0
-        assert ws.recv(timeout=0.05) is None  # nothing yet: bounded wait
-        big = json.dumps({"type": "executed", "data": {"x": "y" * 70000}}).encode()
-        b.sendall(_server_frame(1, b'{"type":')[:3])  # a frame split across reads
-        assert ws.recv(timeout=0.05) is None
-        b.sendall(_server_frame(1, b'{"type":')[3:])
-        # that frame had FIN set: it is a whole message
-        assert ws.recv(timeout=1) == (1, b'{"type":')
-        b.sendall(_server_frame(1, b'{"ty', fin=False) + _server_frame(9, b"hi")
-                  + _server_frame(0, b'pe": 1}') + _server_frame(2, b"\x00\x01") + _server_frame(1, big))
-        assert ws.recv(timeout=1) == (1, b'{"type": 1}')  # fragments joined, ping answered between
-        assert _read_client_frame(b) == (10, b"hi")
-        assert ws.recv(timeout=1) == (2, b"\x00\x01")
-        assert ws.recv(timeout=1) == (1, big)
-        b.sendall(_server_frame(8, struct.pack(">H", 1000)))
-        with pytest.raises(mq.WebSocketClosed):
-            ws.recv(timeout=1)
+        ws = mq.WebSocket(urllib.parse.urlsplit(f"http://127.0.0.1:{box['port']}"), "/ws?clientId=t")
+        try:
+            assert ws.recv(timeout=0.05) is None  # nothing yet: a bounded wait, and the socket stays usable
+            assert ws.recv(timeout=5) == (1, '{"type": "x"}')
+            assert ws.recv(timeout=5) == (2, b"\x01")
+            with pytest.raises(mq.WebSocketClosed):
+                ws.recv(timeout=5)
+        finally:
+            ws.close()
     finally:
-        a.close()
-        b.close()
+        stop.set()
+        t.join(10)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +313,7 @@ def test_cli_reports_an_unreachable_server_quickly():
     assert "no ComfyUI answering" in r.stderr
 
 
-def test_script_needs_only_the_standard_library():
+def test_script_needs_only_the_standard_library_and_aiohttp():
     # the pack's folder name varies and ComfyUI may be elsewhere: the tool must not import them
     code = ("import sys, runpy; sys.argv=['q', '--help']\n"
             "try:\n    runpy.run_path(%r, run_name='__main__')\nexcept SystemExit: pass\n"
@@ -259,3 +321,48 @@ def test_script_needs_only_the_standard_library():
             "print('IMPORTED', bad)") % str(SCRIPT)
     r = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60)
     assert "IMPORTED []" in r.stdout, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The manifest and --resume (no server: dry runs and refusals)
+
+def test_manifest_json_and_csv(tmp_path, wf):
+    import csv
+    path = tmp_path / "sweep.json"
+    m = mq.Manifest(str(path), str(API), wf, ["3.seed=1..2"], False)
+    m.start([{"3.seed": 1}, {"3.seed": 2}])
+    m.update(1, prompt_id="p1", server="127.0.0.1:8188", status="success", seconds=1.5,
+             outputs=["output/a.webp", "output/b.webp"], attempts=1)
+    data = json.loads(path.read_text())
+    assert data["sets"] == ["3.seed=1..2"] and data["workflow"] == str(API)
+    assert [r["status"] for r in data["prompts"]] == ["success", "pending"]
+    with open(tmp_path / "sweep.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0] == {"index": "1", "prompt_id": "p1", "inputs": '{"3.seed": 1}', "server": "127.0.0.1:8188",
+                       "status": "success", "outputs": "output/a.webp;output/b.webp", "seconds": "1.5",
+                       "attempts": "1", "error": ""}
+    assert rows[1]["status"] == "pending" and rows[1]["prompt_id"] == ""
+    assert mq.Manifest.load(str(path)).rows[0]["prompt_id"] == "p1"
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(mq.UsageError, match="not a motionkit_queue manifest"):
+        mq.Manifest.load(str(tmp_path / "x.json"))
+
+
+def test_resume_skips_what_succeeded(tmp_path, wf):
+    path = tmp_path / "sweep.json"
+    m = mq.Manifest(str(path), str(API), wf, ["3.seed=1..3"], False)
+    m.data["cwd"] = str(tmp_path)
+    m.start([{"3.seed": s} for s in (1, 2, 3)])
+    m.update(2, status="success", prompt_id="p2")
+    m.update(3, status="failed", prompt_id="p3", error="boom")
+    r = cli("--resume", path, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "2 prompts (dry run; nothing sent to http://127.0.0.1:8188; 1 already done):",
+        "[1/3] 3.seed=1", "[3/3] 3.seed=3"]
+    r = cli(API, "--resume", path)
+    assert r.returncode == 2 and "from the manifest" in r.stderr
+    r = cli("--resume", tmp_path / "missing.json")
+    assert r.returncode == 2 and "cannot read manifest" in r.stderr
+    r = cli(API, "--server", "http://127.0.0.1:1", "--server", "http://127.0.0.1:1/")
+    assert r.returncode == 2 and "twice" in r.stderr

@@ -36,8 +36,8 @@ def cached_motion_file() -> Path:
 
 
 def tiny_example_workflow(prefix: str) -> dict:
-    """example_workflows/txt2anim_sd15_api.json at 64x64, 2 frames, 1 step, with the test models."""
-    api = json.loads((REPO / "example_workflows" / "txt2anim_sd15_api.json").read_text())
+    """example_workflows/api/txt2anim_sd15_api.json at 64x64, 2 frames, 1 step, with the test models."""
+    api = json.loads((REPO / "example_workflows" / "api" / "txt2anim_sd15_api.json").read_text())
     api["4"]["inputs"]["ckpt_name"] = CKPT
     api["10"]["inputs"]["model_name"] = MOTION
     api["5"]["inputs"].update(width=64, height=64, batch_size=2)

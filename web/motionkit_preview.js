@@ -7,15 +7,21 @@
 // animates by itself, paused by showing a still of it); mp4/webm/mov/mkv play in a <video>.
 // The file is read from the server's /view route; nothing is decoded on the server.
 //
-// While the player shows a node's output, the node skips the frontend's own preview of it (the
-// instance's onDrawBackground, chained, not replaced for other nodes), so the animation is not drawn
-// twice. If the file cannot be played here the player steps aside and the frontend's preview returns.
+// Which nodes: MotionKit's own. Core's animated savers (Save Animated WEBP/PNG, Save Video/WEBM) only
+// when the user opts in (setting "MotionKit > Preview > Core nodes"); every other node is left alone.
+// Nothing runs per frame on a node without an animation: outputs arrive through onExecuted and the
+// frontend's onNodeOutputsUpdated (tab switches, queue history), and only while the player shows a
+// node's output does that node skip the frontend's own preview of it (its onDrawBackground, chained),
+// so the animation is not drawn twice. Widgets are removed with the frontend's node.removeWidget. If the
+// file cannot be played here the player steps aside and the frontend's preview returns.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const EXT = "MotionKit.AnimationPreview";
 const WIDGET = "motionkit_animation";
 const SETTING_CORE = "MotionKit.Preview.CoreNodes";
+// core nodes that save animations, hooked only with SETTING_CORE on
+const CORE_SAVERS = new Set(["SaveAnimatedWEBP", "SaveAnimatedPNG", "SaveVideo", "SaveWEBM"]);
 // names of the frontend's own preview widgets (comfyui-frontend 1.2x), removed when we take over
 const CORE_WIDGETS = ["$$comfy_animation_preview", "video-preview"];
 const IMAGE_EXT = new Set(["webp", "gif", "png", "apng", "avif"]);
@@ -70,15 +76,29 @@ function viewURL(item) {
   return api.apiURL(`/view?${q}`);
 }
 
+function nodeClass(node) {
+  return String(node.comfyClass || node.type || "");
+}
+
 function isOurs(node) {
-  return String(node.comfyClass || node.type || "").startsWith("MotionKit");
+  return nodeClass(node).startsWith("MotionKit");
+}
+
+/** Whether the player may take this node: MotionKit's own always, core savers when opted in. */
+function wanted(node) {
+  return isOurs(node) || (CORE_SAVERS.has(nodeClass(node)) && !!setting(SETTING_CORE, false));
+}
+
+/** Remove a widget through the frontend's widget API (LGraphNode.removeWidget: calls its onRemove). */
+function dropWidget(node, widget) {
+  if (widget && node.widgets?.includes(widget)) node.removeWidget(widget);
 }
 
 /** The animated files in a node's output, or [] when it has none for us to play. */
 export function animatedItems(node, output) {
   if (!output) return [];
   const ours = isOurs(node);
-  if (!ours && !setting(SETTING_CORE, true)) return [];
+  if (!wanted(node)) return [];
   let items = [];
   const animated = Array.isArray(output.animated) ? output.animated.some(Boolean) : !!output.animated;
   if (animated && Array.isArray(output.images)) items = output.images;
@@ -465,11 +485,7 @@ class Player {
     this.abort?.abort();
     this.source?.dispose();
     this.source = null;
-    const i = this.node.widgets?.indexOf(this.widget) ?? -1;
-    if (i > -1) {
-      this.widget.onRemove?.();
-      this.node.widgets.splice(i, 1);
-    }
+    dropWidget(this.node, this.widget);
     this.root.remove();
   }
 }
@@ -478,15 +494,40 @@ class Player {
 // Wiring
 
 function removeCorePreviews(node) {
-  if (!node.widgets) return;
-  for (let i = node.widgets.length - 1; i >= 0; i--) {
-    const w = node.widgets[i];
-    if (CORE_WIDGETS.includes(w.name)) {
-      w.onRemove?.();
-      node.widgets.splice(i, 1);
+  for (const w of (node.widgets || []).filter((x) => CORE_WIDGETS.includes(x.name))) dropWidget(node, w);
+  node.videoContainer = undefined;
+}
+
+/** While a player shows this node's output, skip the frontend's preview of it. Installed on the node
+ * only then (and taken off with the player), so other nodes draw exactly as before. */
+function skipCorePreview(node, on) {
+  const mk = node.motionkit;
+  if (on && !mk.drawHook) {
+    const original = node.onDrawBackground;
+    const hook = function () {
+      if (this.motionkit?.player) return undefined;
+      return original?.apply(this, arguments);
+    };
+    hook.motionkit = true;
+    mk.drawHook = { hook, original, own: Object.prototype.hasOwnProperty.call(node, "onDrawBackground") };
+    node.onDrawBackground = hook;
+  } else if (!on && mk.drawHook) {
+    const { hook, original, own } = mk.drawHook;
+    mk.drawHook = null;
+    if (node.onDrawBackground === hook) {
+      if (own) node.onDrawBackground = original;
+      else delete node.onDrawBackground;
     }
   }
-  node.videoContainer = undefined;
+}
+
+function dropPlayer(node) {
+  const mk = node.motionkit;
+  if (!mk?.player) return;
+  mk.player.remove();
+  mk.player = null;
+  skipCorePreview(node, false);
+  node.setDirtyCanvas?.(true, true);
 }
 
 function itemsKey(items) {
@@ -497,11 +538,7 @@ function showOutput(node, output) {
   const items = animatedItems(node, output);
   const mk = node.motionkit;
   if (!items.length) {
-    if (mk.player) {
-      mk.player.remove();
-      mk.player = null;
-      node.setDirtyCanvas?.(true, true);
-    }
+    dropPlayer(node);
     mk.output = output;
     return;
   }
@@ -511,6 +548,7 @@ function showOutput(node, output) {
   if (mk.player && itemsKey(mk.player.items) === key && mk.player.root.dataset.state !== "error") return;
   removeCorePreviews(node);
   if (!mk.player) mk.player = new Player(node);
+  skipCorePreview(node, true);
   const player = mk.player;
   player.setItems(items).catch((err) => {
     console.error("[MotionKit] animation preview", err);
@@ -520,18 +558,37 @@ function showOutput(node, output) {
     if (!ok && mk.player === player && player.root.dataset.state === "error"
         && !isOurs(node)) {
       // a core node whose file we cannot play: give the frontend's own preview back
-      player.remove();
-      mk.player = null;
+      dropPlayer(node);
       mk.gaveUp = key;
-      node.setDirtyCanvas?.(true, true);
     }
   });
 }
 
-/** The output the frontend holds for a root-graph node (restored on tab switches, not re-executed). */
-function storedOutput(node) {
-  if (node.graph && node.graph !== app.graph) return undefined;
-  return app.nodeOutputs?.[String(node.id)];
+/** Chain the node's onExecuted/onRemoved (nothing per frame). Done once per node. */
+function hook(node) {
+  if (node.motionkit) return;
+  node.motionkit = { player: null, output: undefined, gaveUp: undefined, drawHook: null };
+  const onExecuted = node.onExecuted;
+  node.onExecuted = function (output) {
+    const r = onExecuted?.apply(this, arguments);
+    try {
+      this.motionkit.gaveUp = undefined;
+      if (wanted(this)) showOutput(this, output);
+      else dropPlayer(this); // opted out since: the frontend's preview takes it
+    } catch (err) {
+      console.error("[MotionKit] animation preview", err);
+    }
+    return r;
+  };
+  const onRemoved = node.onRemoved;
+  node.onRemoved = function () {
+    dropPlayer(this);
+    return onRemoved?.apply(this, arguments);
+  };
+}
+
+function hookGraphNodes() {
+  for (const node of app.graph?.nodes || []) if (wanted(node)) hook(node);
 }
 
 app.registerExtension({
@@ -540,10 +597,13 @@ app.registerExtension({
     {
       id: SETTING_CORE,
       category: ["MotionKit", "Preview", "Core nodes"],
-      name: "Animation player (play/pause, frames) on core nodes: Save Animated WEBP/PNG, Save Video",
-      tooltip: "MotionKit's own nodes always use it. Off: core nodes keep the frontend's own preview.",
+      name: "Animation player (play/pause, frames) on core nodes too: Save Animated WEBP/PNG, Save Video",
+      tooltip: "MotionKit's own nodes always use it. Off (default): core nodes are left to the frontend's own preview.",
       type: "boolean",
-      defaultValue: true,
+      defaultValue: false,
+      onChange: (value) => {
+        if (value) hookGraphNodes();
+      },
     },
   ],
 
@@ -555,37 +615,25 @@ app.registerExtension({
   },
 
   nodeCreated(node) {
-    node.motionkit = { player: null, output: undefined, gaveUp: undefined };
-    const onExecuted = node.onExecuted;
-    node.onExecuted = function (output) {
-      const r = onExecuted?.apply(this, arguments);
+    if (wanted(node)) hook(node);
+  },
+
+  /** Outputs restored by the frontend (switching workflow tabs, loading from the queue history). */
+  onNodeOutputsUpdated(outputs) {
+    for (const node of app.graph?.nodes || []) {
+      if (!node.motionkit) continue;
+      const output = outputs?.[String(node.id)];
+      if (output === node.motionkit.output) continue;
       try {
-        this.motionkit.gaveUp = undefined;
-        showOutput(this, output);
+        if (output) {
+          showOutput(node, output);
+        } else {
+          dropPlayer(node);
+          node.motionkit.output = undefined;
+        }
       } catch (err) {
         console.error("[MotionKit] animation preview", err);
       }
-      return r;
-    };
-    const onDrawBackground = node.onDrawBackground;
-    node.onDrawBackground = function () {
-      const mk = this.motionkit;
-      const stored = storedOutput(this);
-      if (stored && stored !== mk.output) {
-        try {
-          showOutput(this, stored);
-        } catch (err) {
-          console.error("[MotionKit] animation preview", err);
-        }
-      }
-      if (mk.player) return; // our player shows this output: skip the frontend's preview of it
-      return onDrawBackground?.apply(this, arguments);
-    };
-    const onRemoved = node.onRemoved;
-    node.onRemoved = function () {
-      this.motionkit.player?.remove();
-      this.motionkit.player = null;
-      return onRemoved?.apply(this, arguments);
-    };
+    }
   },
 });

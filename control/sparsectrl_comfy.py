@@ -73,7 +73,7 @@ def control_class():
             if self.variant == RGB and vae is None:
                 raise SparseCtrlError(
                     f"'{self.name}' is RGB SparseCtrl: its keyframe images are VAE-encoded. Connect your checkpoint's "
-                    f"VAE to the 'vae' input of Apply ControlNet.")
+                    f"VAE to the 'vae' input of Apply ControlNet ('Apply ControlNet (OLD)' has none: use the new one).")
             if self.settings.placement == INDICES and cond_hint is not None and \
                     len(self.settings.indices) != cond_hint.shape[0]:
                 hint_frames(self.settings, cond_hint.shape[0], 1 << 30)  # raises: the counts differ

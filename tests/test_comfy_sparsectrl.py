@@ -88,8 +88,8 @@ def test_rgb_hints_reach_their_frames(server, plain8):
     0 (the encoder runs, its residuals are zeroed) are exactly no control."""
     g = base(frames=8)
     assert changed_frames(plain8, latent(server, add_sparsectrl(g, indices="0, -1"))) == {0, 7}
-    assert torch.equal(latent(server, add_sparsectrl(g, strength=0.0, nonhint=1.0)), plain8)
-    assert torch.equal(latent(server, add_sparsectrl(g, hint=0.0, nonhint=0.0)), plain8)
+    assert torch.equal(latent(server, add_sparsectrl(g, indices="0, -1", strength=0.0, nonhint=1.0)), plain8)
+    assert torch.equal(latent(server, add_sparsectrl(g, indices="0, -1", hint=0.0, nonhint=0.0)), plain8)
 
 
 def test_interpolation_example_runs_16_frames(server):

@@ -127,3 +127,41 @@ def test_errors_at_apply_and_at_sampling(comfy):
     c, _ = make(comfy, KeyframeSettings())
     with pytest.raises(SparseCtrlError, match="at most 32 frames.*Context Windows"):
         call(c, 40, batched=1)
+
+
+class StubVAE:
+    """Records what it is asked to encode; 'encodes' to the mean colour per channel (+ a 4th channel)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def encode(self, pixels):
+        self.seen.append(pixels)
+        n, h, w, _ = pixels.shape
+        mean = pixels.mean(dim=(1, 2))
+        return torch.cat([mean, torch.ones(n, 1)], dim=1)[:, :, None, None].expand(n, 4, h // 8, w // 8).clone()
+
+
+def test_rgb_hints_are_vae_encoded_and_scaled_as_the_original(comfy):
+    """The original: vae.encode(image * 2 - 1) * 0.18215; ComfyUI's VAE takes 0..1 NHWC and does the *2-1 itself."""
+    from control.sparsectrl import RGB
+    enc = RecordingEncoder()
+    enc.config = SimpleNamespace(variant=RGB)
+    c = comfy.control_class()(enc, "v3_sd15_sparsectrl_rgb.ckpt", 32, KeyframeSettings(INDICES, (0, -1)),
+                              load_device=torch.device("cpu")).copy()
+    with pytest.raises(SparseCtrlError, match="RGB SparseCtrl.*VAE.*Apply ControlNet"):
+        c.copy().set_cond_hint(torch.zeros(2, 3, 24, 32), 1.0, (0.0, 1.0))
+    vae = StubVAE()
+    images = torch.stack([torch.full((3, 24, 32), 0.2), torch.full((3, 24, 32), 0.8)])
+    c.set_cond_hint(images, 1.0, (0.0, 1.0), vae=vae)
+    c.model_sampling_current = SimpleNamespace(timestep=lambda t: t)
+    call(c, 6)
+    call(c, 6)  # encoded once per size, not every step
+    assert len(vae.seen) == 1
+    (pixels,) = vae.seen
+    assert pixels.shape == (2, 16, 16, 3) and 0.19 < pixels[0].min() and pixels[1].max() < 0.81  # 0..1, 8x latent
+    hint = enc.calls[-1]["hint"]
+    assert hint.shape == (12, 5, 2, 2)  # [latent (4), mask]
+    torch.testing.assert_close(hint[0, :4, 0, 0], torch.tensor([0.2, 0.2, 0.2, 1.0]) * 0.18215)
+    torch.testing.assert_close(hint[5, :4, 0, 0], torch.tensor([0.8, 0.8, 0.8, 1.0]) * 0.18215)
+    assert mask_rows(enc) == [0, 5, 6, 11] and hint[1:5].abs().max() == 0

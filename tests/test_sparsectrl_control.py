@@ -165,3 +165,20 @@ def test_rgb_hints_are_vae_encoded_and_scaled_as_the_original(comfy):
     torch.testing.assert_close(hint[0, :4, 0, 0], torch.tensor([0.2, 0.2, 0.2, 1.0]) * 0.18215)
     torch.testing.assert_close(hint[5, :4, 0, 0], torch.tensor([0.8, 0.8, 0.8, 1.0]) * 0.18215)
     assert mask_rows(enc) == [0, 5, 6, 11] and hint[1:5].abs().max() == 0
+
+
+def test_chained_after_another_controlnet(comfy):
+    """On core's chain: the previous ControlNet's residuals and SparseCtrl's are added; outside its
+    start/end range SparseCtrl passes the previous ones on unchanged."""
+    c, enc = make(comfy, KeyframeSettings(INDICES, (0, -1), hint_multiplier=3.0, nonhint_multiplier=1.0))
+
+    class Previous:
+        def get_control(self, *args):
+            return {"input": [], "output": [torch.full((8, 1, 1, 1), 10.0) for _ in range(12)],
+                    "middle": [torch.full((8, 1, 1, 1), 10.0)]}
+
+    c.set_previous_controlnet(Previous())
+    out = call(c, 4)
+    assert out["output"][5][:, 0, 0, 0].tolist() == [13.0, 11.0, 11.0, 13.0] * 2
+    c.timestep_range = (400.0, 0.0)  # the step's timestep (500) is before this control's range
+    assert call(c, 4)["middle"][0][:, 0, 0, 0].tolist() == [10.0] * 8

@@ -90,7 +90,8 @@ SPARSECTRL, MOTION_LORA, DOMAIN_ADAPTER = "sparsectrl", "motion_lora", "domain_a
 SD_LORA, SD_CHECKPOINT, MOTION_MODEL = "sd_lora", "sd_checkpoint", "motion_model"
 
 _KINDS = {  # kind: (what it is, which node takes it)
-    SPARSECTRL: ("a SparseCtrl model (AnimateDiff v3's sparse control net)", "Load it with a SparseCtrl loader node"),
+    SPARSECTRL: ("a SparseCtrl model (AnimateDiff v3's sparse control net)",
+                 "Load it with 'Load SparseCtrl' (file in models/controlnet) and apply it with core 'Apply ControlNet'"),
     MOTION_LORA: ("a MotionLoRA (camera-motion LoRA)",
                   "Load it with the MotionLoRA loader node ('Load MotionLoRA') and connect that to 'Apply Motion Model'"),
     DOMAIN_ADAPTER: ("the AnimateDiff v3 domain adapter (a LoRA on the SD UNet)",

@@ -12,6 +12,7 @@ from .noise_freeinit import FreeInitNode
 from .noise_freenoise import FreeNoiseNode
 from .prompt_schedule import PromptSchedule
 from .save_animation import SaveAnimation
+from .sparsectrl import LoadSparseCtrl, SparseCtrlKeyframes
 
 NODE_CLASS_MAPPINGS = {
     "MotionKitLoadMotionModel": LoadMotionModel,
@@ -27,6 +28,8 @@ NODE_CLASS_MAPPINGS = {
     "MotionKitFreeNoise": FreeNoiseNode,
     "MotionKitFreeInit": FreeInitNode,
     "MotionKitPromptSchedule": PromptSchedule,
+    "MotionKitLoadSparseCtrl": LoadSparseCtrl,
+    "MotionKitSparseCtrlKeyframes": SparseCtrlKeyframes,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadMotionModel": "Load Motion Model (AnimateDiff) 🎞️",
@@ -42,4 +45,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitFreeNoise": "FreeNoise 🎞️",
     "MotionKitFreeInit": "FreeInit 🎞️",
     "MotionKitPromptSchedule": "Prompt Schedule 🎞️",
+    "MotionKitLoadSparseCtrl": "Load SparseCtrl 🎞️",
+    "MotionKitSparseCtrlKeyframes": "SparseCtrl Keyframes 🎞️",
 }

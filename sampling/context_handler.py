@@ -16,6 +16,8 @@ all in `WindowedConditioning` (mixed into core's handler class, so every other p
     Here each control in the chain gets the window's images as `cond_hint_original` (and `cond_hint`
     cleared, so core scales them again); `execute` puts the artist's images back after every step,
     also when sampling is interrupted.
+  - Controls that place their own images over the frames (SparseCtrl's few keyframes) instead get the
+    window's frames through `set_context_window(index_list, frames)`, and `None` after every step.
 Image batches of one image stay broadcast by core; other counts than one per frame keep core's
 behaviour, with a warning.
 Besides: core's schedules run with a stride that fits the frames and no frame left out
@@ -112,6 +114,10 @@ class WindowedConditioning:
     # ControlNet images ------------------------------------------------------------------------------
 
     def window_images(self, control, index_list: list[int], frames: int) -> None:
+        if hasattr(control, "set_context_window"):  # it re-indexes its own keyframes (control.sparsectrl_comfy)
+            control.set_context_window(index_list, frames)
+            self._saved_images()[id(control)] = SavedImages(control, None, [], list(index_list))
+            return
         saved = self._saved_images().get(id(control))
         if saved is None:
             hint = getattr(control, "cond_hint_original", None)
@@ -130,6 +136,9 @@ class WindowedConditioning:
     def restore_controls(self) -> None:
         saved_images = self._saved_images()
         for saved in saved_images.values():
+            if hasattr(saved.control, "set_context_window"):
+                saved.control.set_context_window(None, None)
+                continue
             saved.control.cond_hint_original = saved.hint
             saved.control.extra_concat_orig = saved.extra_concat
             saved.control.cond_hint = None

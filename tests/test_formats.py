@@ -294,7 +294,7 @@ def test_sparsectrl_is_refused(variant, tmp_path):
     name = f"v3_sd15_sparsectrl_{variant}.ckpt"
     with pytest.raises(WrongFileTypeError) as e:
         load_motion_model(write(tmp_path / name, {"controlnet": tiny(sd)}))
-    assert_actionable(e.value, name, "SparseCtrl", "SparseCtrl loader")
+    assert_actionable(e.value, name, "SparseCtrl", "Load SparseCtrl")
 
 
 def test_sd_checkpoint_is_refused(tmp_path):

@@ -1,0 +1,1 @@
+"""Control models for animations (pure torch; ComfyUI glue is imported lazily). SparseCtrl: sparsectrl*.py."""

@@ -1,0 +1,407 @@
+"""SparseCtrl (AnimateDiff v3's sparse control net) in plain torch: the encoder, its file format, loading.
+
+The network is a copy of the SD1.5 UNet encoder (ControlNet style) with a motion module after every
+down-block layer (MOTION_FORMATS.md §4.11):
+
+    conv_in(zeros) + cond_embedding([condition, mask])          (the noisy latent is zeroed: published config)
+    → 4 levels × 2 layers of resnet → spatial transformer (levels 0-2) → motion module, downsample (0-2)
+    → mid block (resnet, transformer, resnet; no motion module)
+    → 12 + 1 zero-convs (controlnet_down_blocks, controlnet_mid_block): the residuals added to the UNet.
+
+Parameter names are the published ones, so a file loads with `load_state_dict(strict=True)` (minus the
+`pos_encoder.pe` tables, a fixed function of their length). The motion modules are MotionKit's own
+(motion.model.MotionModule, one attention block each, per-frame GroupNorm as the original inflated model).
+Activations are ldm-style (batch·frames, C, H, W), batch-major.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+try:  # inside ComfyUI the pack is one package (<pack>.control); in the tests `control` is top level
+    from ..motion.errors import MotionKitError, WrongFileTypeError
+    from ..motion.formats import _KINDS, detect_kind
+    from ..motion.model import PER_FRAME, MotionModule
+except ImportError:
+    from motion.errors import MotionKitError, WrongFileTypeError
+    from motion.formats import _KINDS, detect_kind
+    from motion.model import PER_FRAME, MotionModule
+
+RGB, SCRIBBLE = "rgb", "scribble"
+PE_LENGTH = 32  # stored PE length of both published files: the most frames one pass holds
+HEADS = 8
+SD15_CHANNELS = (320, 640, 1280, 1280)
+CONTEXT_DIM = 768  # SD1.5's CLIP-L
+SCRIBBLE_EMBEDDING = (16, 32, 96, 256)
+
+
+class SparseCtrlError(MotionKitError):
+    """Bad SparseCtrl input: a wrong file, wrong keyframes, a missing VAE, a model it cannot control."""
+
+
+def _cast(t, like):
+    return None if t is None else t.to(device=like.device, dtype=like.dtype)
+
+
+class Conv2d(nn.Conv2d):
+    """Weights follow the activations' dtype/device (the model may be stored in another dtype)."""
+    def forward(self, x):
+        return self._conv_forward(x, _cast(self.weight, x), _cast(self.bias, x))
+
+
+class Linear(nn.Linear):
+    def forward(self, x):
+        return F.linear(x, _cast(self.weight, x), _cast(self.bias, x))
+
+
+class GroupNorm(nn.GroupNorm):
+    """Per image: rows are (batch·frames) images, so this is the original's inflated (per-frame) GroupNorm."""
+    def forward(self, x):
+        return F.group_norm(x, self.num_groups, _cast(self.weight, x), _cast(self.bias, x), self.eps)
+
+
+class LayerNorm(nn.LayerNorm):
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, _cast(self.weight, x), _cast(self.bias, x), self.eps)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """SD's sinusoidal embedding, cos half first (flip_sin_to_cos, no frequency shift)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class TimestepEmbedding(nn.Module):
+    def __init__(self, channels: int, dim: int):
+        super().__init__()
+        self.linear_1 = Linear(channels, dim)
+        self.linear_2 = Linear(dim, dim)
+
+    def forward(self, x):
+        return self.linear_2(F.silu(self.linear_1(x)))
+
+
+class ResnetBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, temb: int):
+        super().__init__()
+        self.norm1 = GroupNorm(32, cin, eps=1e-5)
+        self.conv1 = Conv2d(cin, cout, 3, padding=1)
+        self.time_emb_proj = Linear(temb, cout)
+        self.norm2 = GroupNorm(32, cout, eps=1e-5)
+        self.conv2 = Conv2d(cout, cout, 3, padding=1)
+        self.conv_shortcut = Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x, emb):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time_emb_proj(F.silu(emb))[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return (x if self.conv_shortcut is None else self.conv_shortcut(x)) + h
+
+
+class Attention(nn.Module):
+    def __init__(self, channels: int, context_dim: int | None = None):
+        super().__init__()
+        kv = context_dim or channels
+        self.to_q = Linear(channels, channels, bias=False)
+        self.to_k = Linear(kv, channels, bias=False)
+        self.to_v = Linear(kv, channels, bias=False)
+        self.to_out = nn.ModuleList([Linear(channels, channels), nn.Dropout(0.0)])
+
+    def forward(self, x, context=None):
+        context = x if context is None else context
+        q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=HEADS)
+                   for t in (self.to_q(x), self.to_k(context), self.to_v(context)))
+        o = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out[0](rearrange(o, "b h n d -> b n (h d)"))
+
+
+class GEGLU(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.proj = Linear(channels, channels * 8)
+
+    def forward(self, x):
+        value, gate = self.proj(x).chunk(2, dim=-1)
+        return value * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.net = nn.ModuleList([GEGLU(channels), nn.Dropout(0.0), Linear(channels * 4, channels)])
+
+    def forward(self, x):
+        return self.net[2](self.net[0](x))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, channels: int, context_dim: int):
+        super().__init__()
+        self.norm1, self.attn1 = LayerNorm(channels), Attention(channels)
+        self.norm2, self.attn2 = LayerNorm(channels), Attention(channels, context_dim)
+        self.norm3, self.ff = LayerNorm(channels), FeedForward(channels)
+
+    def forward(self, x, context):
+        x = x + self.attn1(self.norm1(x))
+        x = x + self.attn2(self.norm2(x), context)
+        return x + self.ff(self.norm3(x))
+
+
+class SpatialTransformer(nn.Module):
+    """SD1.5's Transformer2D: 1×1 conv projections, one block of self- and cross-attention."""
+
+    def __init__(self, channels: int, context_dim: int):
+        super().__init__()
+        self.norm = GroupNorm(32, channels, eps=1e-6)
+        self.proj_in = Conv2d(channels, channels, 1)
+        self.transformer_blocks = nn.ModuleList([TransformerBlock(channels, context_dim)])
+        self.proj_out = Conv2d(channels, channels, 1)
+
+    def forward(self, x, context):
+        height, width = x.shape[-2:]
+        h = rearrange(self.proj_in(self.norm(x)), "n c h w -> n (h w) c")
+        for block in self.transformer_blocks:
+            h = block(h, context)
+        return x + self.proj_out(rearrange(h, "n (h w) c -> n c h w", h=height, w=width))
+
+
+class Downsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class DownBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, temb: int, context_dim: int, attention: bool, downsample: bool):
+        super().__init__()
+        self.resnets = nn.ModuleList([ResnetBlock(cin if i == 0 else cout, cout, temb) for i in range(2)])
+        self.attentions = nn.ModuleList([SpatialTransformer(cout, context_dim) for _ in range(2)]) if attention else None
+        self.motion_modules = nn.ModuleList([MotionModule(cout, attention_blocks=1) for _ in range(2)])
+        self.downsamplers = nn.ModuleList([Downsample(cout)]) if downsample else None
+
+
+class MidBlock(nn.Module):
+    def __init__(self, channels: int, temb: int, context_dim: int):
+        super().__init__()
+        self.resnets = nn.ModuleList([ResnetBlock(channels, channels, temb) for _ in range(2)])
+        self.attentions = nn.ModuleList([SpatialTransformer(channels, context_dim)])
+
+    def forward(self, x, emb, context):
+        x = self.resnets[0](x, emb)
+        return self.resnets[1](self.attentions[0](x, context), emb)
+
+
+class ScribbleEmbedding(nn.Module):
+    """Pixel-space hint → latent-sized features: conv_in, 6 convs (every 2nd strided), zero-init conv_out."""
+
+    def __init__(self, cin: int, cout: int, widths=SCRIBBLE_EMBEDDING):
+        super().__init__()
+        self.conv_in = Conv2d(cin, widths[0], 3, padding=1)
+        blocks = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            blocks += [Conv2d(a, a, 3, padding=1), Conv2d(a, b, 3, padding=1, stride=2)]
+        self.blocks = nn.ModuleList(blocks)
+        self.conv_out = Conv2d(widths[-1], cout, 3, padding=1)
+
+    def forward(self, x):
+        x = F.silu(self.conv_in(x))
+        for block in self.blocks:
+            x = F.silu(block(x))
+        return self.conv_out(x)
+
+
+@dataclass(frozen=True)
+class SparseCtrlConfig:
+    variant: str                                   # RGB (latent + mask in) or SCRIBBLE (image + mask in)
+    block_channels: tuple[int, ...] = SD15_CHANNELS
+    context_dim: int = CONTEXT_DIM
+    embedding_widths: tuple[int, ...] = SCRIBBLE_EMBEDDING  # scribble only
+
+    @property
+    def hint_channels(self) -> int:
+        """Channels of the condition without the mask: a 4-channel latent (RGB) or an RGB image (scribble)."""
+        return 4 if self.variant == RGB else 3
+
+    @property
+    def pixel_space(self) -> bool:
+        """The scribble hint is an image at 8× the latent size; the RGB hint is a latent."""
+        return self.variant == SCRIBBLE
+
+
+class SparseCtrlEncoder(nn.Module):
+    def __init__(self, config: SparseCtrlConfig):
+        super().__init__()
+        self.config = config
+        chans = config.block_channels
+        temb = chans[0] * 4
+        self.time_embedding = TimestepEmbedding(chans[0], temb)
+        self.conv_in = Conv2d(4, chans[0], 3, padding=1)
+        cond_in = config.hint_channels + 1  # + the mask (concate_conditioning_mask)
+        if config.variant == RGB:  # use_simplified_condition_embedding
+            self.controlnet_cond_embedding = Conv2d(cond_in, chans[0], 3, padding=1)
+        else:
+            self.controlnet_cond_embedding = ScribbleEmbedding(cond_in, chans[0], config.embedding_widths)
+        last = len(chans) - 1
+        self.down_blocks = nn.ModuleList([
+            DownBlock(chans[max(i - 1, 0)], c, temb, config.context_dim, attention=i < last, downsample=i < last)
+            for i, c in enumerate(chans)])
+        self.mid_block = MidBlock(chans[-1], temb, config.context_dim)
+        zero_convs = [chans[0]] + [c for i, c in enumerate(chans) for _ in range(3 if i < last else 2)]
+        self.controlnet_down_blocks = nn.ModuleList([Conv2d(c, c, 1) for c in zero_convs])
+        self.controlnet_mid_block = Conv2d(chans[-1], chans[-1], 1)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.conv_in.weight.dtype
+
+    def forward(self, x: torch.Tensor, hint: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
+                frames: int, motion_scale: float = 1.0) -> dict[str, list[torch.Tensor]]:
+        """x: the noisy latent (B·F, 4, h, w), only its shape is used (the published config zeroes it);
+        hint: (B·F, 5, h, w) [latent, mask] (RGB) or (B·F, 4, 8h, 8w) [image in 0..1, mask] (scribble);
+        timesteps: (B·F,) or a scalar; context: (B·F, tokens, 768). `motion_scale` blends the encoder's
+        motion modules (1 = as trained). Returns ComfyUI's control dict: 12 'output' residuals in
+        input-block order and one 'middle' residual."""
+        if x.shape[0] % frames:
+            raise ValueError(f"SparseCtrl got a batch of {x.shape[0]} rows, not a multiple of {frames} frames")
+        timesteps = timesteps.reshape(-1).expand(x.shape[0]) if timesteps.numel() == 1 else timesteps
+        emb = self.time_embedding(timestep_embedding(timesteps, self.config.block_channels[0]).to(x.dtype))
+        h = self.conv_in(torch.zeros_like(x)) + self.controlnet_cond_embedding(hint.to(x.dtype))
+        residuals = [h]
+        for block in self.down_blocks:
+            for i, (resnet, motion) in enumerate(zip(block.resnets, block.motion_modules)):
+                h = resnet(h, emb)
+                if block.attentions is not None:
+                    h = block.attentions[i](h, context)
+                h = motion(h, frames, PER_FRAME, scale=motion_scale)
+                residuals.append(h)
+            if block.downsamplers is not None:
+                h = block.downsamplers[0](h)
+                residuals.append(h)
+        h = self.mid_block(h, emb, context)
+        return {"output": [conv(r) for conv, r in zip(self.controlnet_down_blocks, residuals)],
+                "middle": [self.controlnet_mid_block(h)]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+def read_file(path: str) -> dict:
+    """A .safetensors or pickled .ckpt (weights only) as a raw dict (wrappers still on)."""
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise SparseCtrlError(f"SparseCtrl file '{path}' does not exist. Put v3_sd15_sparsectrl_rgb.ckpt or "
+                              f"v3_sd15_sparsectrl_scribble.ckpt in ComfyUI/models/controlnet and pick it from the list.")
+    try:
+        if path.lower().endswith((".safetensors", ".sft")):
+            from safetensors.torch import load_file
+            return load_file(path, device="cpu")
+        # animatediff_config (an OmegaConf/dict) rides along in the published pickles; weights_only refuses code
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        if "Weights only load failed" in str(e) and "GLOBAL" in str(e):  # pickled code: refused, never run
+            raise SparseCtrlError(
+                f"'{name}' contains Python objects besides weights (pickled code or classes), so MotionKit refuses to "
+                f"load it. Download the SparseCtrl file from its official source (guoyww/animatediff), or a "
+                f".safetensors conversion of it.") from e
+        raise SparseCtrlError(f"Could not read '{name}': {type(e).__name__}: {e}. The file is corrupt or incomplete "
+                              f"(often an interrupted download); download it again.") from e
+
+
+def unwrap(sd, name: str) -> dict[str, torch.Tensor]:
+    """Tensors of a SparseCtrl file: the `controlnet` wrapper removed, `animatediff_config` and other non-tensors dropped."""
+    if not isinstance(sd, dict):
+        raise SparseCtrlError(f"'{name}' holds a {type(sd).__name__}, not a dictionary of weights; it is not a model file.")
+    for wrapper in ("controlnet", "state_dict"):
+        if isinstance(sd.get(wrapper), dict):
+            sd = sd[wrapper]
+    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+
+
+def detect_variant(sd: dict, name: str) -> str:
+    """RGB or SCRIBBLE from the condition-embedding keys (as diffusers does); a clear error for other files."""
+    keys = list(sd)
+    controlnet_like = any(k.startswith(("control_model.", "input_hint_block.", "zero_convs.", "controlnet_cond_embedding",
+                                        "controlnet_down_blocks.")) for k in keys)
+    if controlnet_like and not any(".motion_modules." in k for k in keys):
+        raise WrongFileTypeError(
+            f"'{name}' is an ordinary ControlNet (it has no motion modules), not SparseCtrl. Load it with core "
+            f"'Load ControlNet Model'; here choose v3_sd15_sparsectrl_rgb.ckpt or v3_sd15_sparsectrl_scribble.ckpt.")
+    if "controlnet_cond_embedding.weight" in sd:
+        return RGB
+    if "controlnet_cond_embedding.conv_in.weight" in sd:
+        return SCRIBBLE
+    kind = detect_kind(keys)
+    if kind is not None:
+        what, where = _KINDS[kind]
+        raise WrongFileTypeError(f"'{name}' is {what}, not a SparseCtrl model. {where}; here choose "
+                                 f"v3_sd15_sparsectrl_rgb.ckpt or v3_sd15_sparsectrl_scribble.ckpt.")
+    raise WrongFileTypeError(f"'{name}' is not a SparseCtrl model (it has no controlnet_cond_embedding weights). "
+                             f"Choose v3_sd15_sparsectrl_rgb.ckpt or v3_sd15_sparsectrl_scribble.ckpt.")
+
+
+def config_from_state_dict(sd: dict, name: str) -> SparseCtrlConfig:
+    variant = detect_variant(sd, name)
+    to_k = sd.get("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight")
+    conv_in = sd.get("conv_in.weight")
+    if to_k is None or conv_in is None:
+        raise SparseCtrlError(f"'{name}' looks like SparseCtrl ({variant}) but lacks its encoder weights "
+                              f"(conv_in / down_blocks.0 attention); the file is incomplete. Download it again.")
+    if to_k.shape[1] != CONTEXT_DIM or conv_in.shape[0] != SD15_CHANNELS[0]:
+        raise SparseCtrlError(
+            f"'{name}' is a SparseCtrl-like model for text embeddings of width {to_k.shape[1]} (SD1.5 has 768): only "
+            f"the SD1.5 SparseCtrl models (v3_sd15_sparsectrl_rgb/scribble) exist and are supported.")
+    return SparseCtrlConfig(variant)
+
+
+def build(config: SparseCtrlConfig, sd: dict, name: str = "state dict") -> SparseCtrlEncoder:
+    """The encoder with the file's weights (kept in their dtype, not copied). Stored PE tables are dropped:
+    they equal the recomputed sinusoid table, their length (32) is the frame limit."""
+    with torch.device("meta"):
+        model = SparseCtrlEncoder(config)
+    expected = model.state_dict()
+    weights = {k: v for k, v in sd.items() if not k.endswith("pos_encoder.pe")}
+    missing = [k for k in expected if k not in weights]
+    if missing:
+        raise SparseCtrlError(f"'{name}' looks like SparseCtrl ({config.variant}) but is missing {len(missing)} of "
+                              f"{len(expected)} weights (e.g. {missing[0]}); the file is incomplete. Download it again.")
+    wrong = [k for k, v in expected.items() if weights[k].shape != v.shape]
+    if wrong:
+        k = wrong[0]
+        raise SparseCtrlError(f"'{name}': weight {k} has shape {tuple(weights[k].shape)}, expected "
+                              f"{tuple(expected[k].shape)} for SparseCtrl ({config.variant}); the file is not a "
+                              f"published SparseCtrl model. Download v3_sd15_sparsectrl_{config.variant}.ckpt again.")
+    extra = sorted(set(weights) - set(expected))
+    if extra:
+        raise SparseCtrlError(f"'{name}' has {len(extra)} weights SparseCtrl does not have (e.g. {extra[0]}); it is "
+                              f"not a published SparseCtrl model. Choose v3_sd15_sparsectrl_rgb/scribble.ckpt.")
+    model.load_state_dict({k: weights[k] for k in expected}, strict=True, assign=True)
+    return model.eval().requires_grad_(False)
+
+
+def pe_length(sd: dict) -> int:
+    lengths = {v.shape[1] for k, v in sd.items() if k.endswith("pos_encoder.pe") and v.ndim == 3}
+    return max(lengths) if lengths else PE_LENGTH
+
+
+def load_state_dict(sd, name: str = "state dict") -> tuple[SparseCtrlEncoder, int]:
+    """(encoder, frame limit) from a raw file dict."""
+    sd = unwrap(sd, name)
+    config = config_from_state_dict(sd, name)
+    return build(config, sd, name), pe_length(sd)
+
+
+def load_file(path: str, name: str | None = None) -> tuple[SparseCtrlEncoder, int]:
+    name = name or os.path.basename(path)
+    return load_state_dict(read_file(path), name)

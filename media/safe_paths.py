@@ -68,30 +68,25 @@ def extra_roots(environ: Mapping[str, str], user_dir: Optional[str]) -> list[str
     """The extra folders from MOTIONKIT_EXTRA_INPUT_ROOTS and <user dir>/motionkit_input_roots.txt.
 
     Relative entries are ignored (with one warning each): a root must not depend on the server's working folder."""
-    entries = [e for e in environ.get(ENV_VAR, "").split(os.pathsep)]
-    source = {e: ENV_VAR for e in entries}
+    entries = [(e.strip(), ENV_VAR) for e in environ.get(ENV_VAR, "").split(os.pathsep)]
     if user_dir:
         path = os.path.join(user_dir, SETTINGS_FILE)
         try:
             with open(path, encoding="utf-8") as f:
-                lines = [ln.split("#", 1)[0] for ln in f]
+                entries += [(ln.split("#", 1)[0].strip(), path) for ln in f]
         except FileNotFoundError:
-            lines = []
+            pass
         except (OSError, UnicodeDecodeError) as e:
             _warn_once(("file", path), f"MotionKit: could not read {path} ({e}); no extra input folders from it.")
-            lines = []
-        for ln in lines:
-            source.setdefault(ln.strip(), path)
-        entries += lines
     roots = []
-    for entry in (e.strip() for e in entries):
+    for entry, source in entries:
         if not entry:
             continue
         if not os.path.isabs(entry):
-            _warn_once(("rel", entry), f"MotionKit: ignoring extra input folder {entry!r} from {source.get(entry)}: "
-                                       f"give an absolute path.")
+            _warn_once(("rel", entry), f"MotionKit: ignoring extra input folder {entry!r} from {source}: give an "
+                                       f"absolute path.")
             continue
-        if entry not in roots:
+        if os.path.normpath(entry) not in roots:
             roots.append(os.path.normpath(entry))
     return roots
 

@@ -104,18 +104,18 @@ def test_sweep_over_two_servers_survives_one_stopping(comfy_server, second_serve
     assert victim["index"] == 2
     assert {r["server"] for r in rows} == {label(a)}
     for r in rows:
-        (path,) = r["outputs"]
-        server = a if r["server"] == label(a) else b
-        assert path.startswith("output/qmulti/img_") and (server.base_dir / path).is_file(), r
-        # what /history says on the server that ran it (the stopped one cannot be asked any more)
-        if server is a:
-            assert a.history(r["prompt_id"])["outputs"]["3"]["images"][0]["filename"] == Path(path).name
+        assert len(r["outputs"]) == 2, r  # batch_size 2: two images per prompt
+        for path in r["outputs"]:
+            assert path.startswith("output/qmulti/img_") and (a.base_dir / path).is_file(), r
+        # what /history says on the server that ran it
+        images = a.history(r["prompt_id"])["outputs"]["3"]["images"]
+        assert [Path(p).name for p in r["outputs"]] == [i["filename"] for i in images]
     with open(tmp_path / "sweep.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert list(table[0]) == ["index", "prompt_id", "inputs", "server", "status", "outputs", "seconds",
                               "attempts", "error"]
     assert [(t["prompt_id"], t["server"], t["status"], t["outputs"]) for t in table] == \
-        [(r["prompt_id"], r["server"], "success", r["outputs"][0]) for r in rows]
+        [(r["prompt_id"], r["server"], "success", ";".join(r["outputs"])) for r in rows]
     assert json.loads(table[0]["inputs"]) == {"1.color": 1}
 
 

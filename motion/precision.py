@@ -42,6 +42,18 @@ def precision_dtype(precision: str) -> torch.dtype | None:
     return DTYPES[precision]
 
 
+def cpu_bf16_instructions() -> bool | None:
+    """Whether this CPU has bf16 matrix instructions (avx512_bf16 or AMX tiles); None when torch cannot tell.
+
+    Without them (e.g. AVX2-only CPUs) torch's bf16 matrix products are emulated and run several times slower than
+    fp32 (bench/README.md: 8-10x per GEMM, motion modules about 6x), so bf16 does not pay there."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    checks = [c for c in checks if callable(c)]
+    if not checks:
+        return None
+    return any(c() for c in checks)
+
+
 def _dtypes(model: torch.nn.Module) -> set:
     return {t.dtype for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()}
 

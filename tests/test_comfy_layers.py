@@ -72,10 +72,11 @@ def module_inputs(model, frames=8, size=4):
             for n, (_, _, m) in enumerate(model.ordered_modules())]
 
 
-def run_all(model, frames=8):
-    """Every motion module's output on its input, alternately with per-frame and pooled norms."""
+def run_all(model, frames=8, dtype=None):
+    """Every motion module's output on its input, alternately with per-frame and pooled norms (computed in `dtype`)."""
     with torch.no_grad():
-        return [m(x, frames, PER_FRAME if n % 2 else POOLED) for n, (m, x) in enumerate(module_inputs(model, frames))]
+        return [m(x, frames, PER_FRAME if n % 2 else POOLED, dtype=dtype)
+                for n, (m, x) in enumerate(module_inputs(model, frames))]
 
 
 def test_comfy_layers_are_comfy_ops_and_comfys_attention(comfy):
@@ -211,5 +212,31 @@ def test_torch_layers_lose_the_lora_under_the_same_budget(comfy):
         assert not model.model_lowvram and not lowvram_layers(model)
         assert len(patcher.backup) < len(patcher.patches), "only the layers that fit were patched"
         assert max(float((a - b).abs().max()) for a, b in zip(run_all(model), want)) > 1e-2
+    finally:
+        mm.unload_all_models()
+
+
+def test_dtype_copy_of_a_partially_loaded_model_starts_unloaded(comfy):
+    """precision's per-dtype copy made while another graph has the model partially loaded with a MotionLoRA: the copy
+    carries none of that graph's load state (layers marked as cast per call, its LoRA as weight functions, loaded
+    memory), so the copy loads (partially too) with the file's weights only."""
+    from motion.lora import motion_patcher
+    from motion.precision import weights_in
+    mm = comfy.mm
+    model = small_model(comfy.operations, comfy.optimized_attention)
+    want = run_all(weights_in(small_model(comfy.operations, comfy.optimized_attention), torch.bfloat16), dtype=torch.bfloat16)
+    patcher = lora_patcher(model)
+    try:
+        mm.LoadedModel(patcher).model_load(patcher.model_size() // 4)
+        assert model.model_lowvram and lowvram_layers(model)
+        copy = weights_in(model, torch.bfloat16)
+        assert copy is not model and not lowvram_layers(copy)
+        assert not any(m.__dict__.get("weight_function") or "comfy_cast_weights" in m.__dict__ for m in copy.modules())
+        copy_patcher = motion_patcher(copy, UNET)
+        assert copy.model_loaded_weight_memory == 0 and not copy.model_lowvram
+        mm.LoadedModel(copy_patcher).model_load(copy_patcher.model_size() // 4)
+        assert copy.model_lowvram, "the copy loads partially on its own"
+        got = run_all(copy, dtype=torch.bfloat16)
+        assert all(torch.equal(a, b) for a, b in zip(got, want)), "the other graph's LoRA leaked into the copy"
     finally:
         mm.unload_all_models()

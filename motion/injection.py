@@ -319,7 +319,7 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
                         f"there; choose precision bf16 (fast on CPUs with bf16 support) or auto.")
     if run_dtype == torch.bfloat16 and on_cpu and cpu_bf16_instructions() is False:
         logging.warning(f"MotionKit: '{name}' runs its motion modules in bf16, but this CPU has no bf16 instructions "
-                        f"(avx512_bf16 or AMX), so bf16 is several times slower than fp32 here (about 6x for the "
+                        f"(avx512_bf16 or AMX), so bf16 is several times slower than fp32 here (4-8x for the "
                         f"motion modules); choose precision auto.")
     # the loaded model is cached and shared: other dtypes come as one shared copy per dtype
     motion_model = weights_in(motion_model, run_dtype or compute_dtype(model_patcher))

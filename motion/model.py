@@ -10,7 +10,7 @@ Layers come from an `operations` namespace (`.Linear`, `.LayerNorm`, `.GroupNorm
 `attention(q, k, v, heads)` function on (sequences, tokens, heads·dim) tensors, the layout of ComfyUI's
 `comfy.ldm.modules.attention.optimized_attention`. Both default to plain torch (`TorchOps`, `sdpa_attention`),
 so this file needs no ComfyUI; under ComfyUI the nodes pass `comfy.ops` and ComfyUI's selected attention
-in (motion.comfy_layers), which gives weight casting and partial loading in low-VRAM mode. Neither changes
+in (motion.injection.comfy_layers), which gives weight casting and partial loading in low-VRAM mode. Neither changes
 module names or state-dict keys.
 """
 from __future__ import annotations

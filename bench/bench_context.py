@@ -75,7 +75,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=64, help="width = height in pixels (64)")
     ap.add_argument("--steps", type=int, default=2, help="steps per run (2: one measured step interval)")
     ap.add_argument("--cfg", type=float, default=1.0, help="1 = one cond per window (halves the work; 7 doubles it)")
-    ap.add_argument("--threads", default="auto", help="torch threads: a number, or auto (1 when the machine is busy)")
+    ap.add_argument("--threads", default="auto",
+                    help="torch threads: a number, or auto (the cores other processes leave free now; see bench_motion)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.steps < 2:
@@ -85,16 +86,13 @@ def main(argv=None) -> int:
     import torch
     cores = os.cpu_count() or 1
     load_start = os.getloadavg()[0]
-    if args.threads != "auto":
-        torch.set_num_threads(int(args.threads))
-    elif cores > 1 and load_start >= cores - 0.5:
-        torch.set_num_threads(1)
+    _, threads_note = bm.choose_threads(args.threads, torch)
     root = bm.find_comfyui()
     checkpoint = bm.default_checkpoint(root).resolve()
     motion_file = bm.default_motion_file().resolve()
     comfy = bm.Comfy(root, "cpu" if not torch.cuda.is_available() else "cuda", checkpoint, motion_file)
     comfy.validate(workflow(args.frames[0], args, checkpoint.name, motion_file.name, 0), list(OUTPUT.values()))
-    print(f"[bench] torch {torch.__version__}, device {comfy.device}, {torch.get_num_threads()} threads, "
+    print(f"[bench] torch {torch.__version__}, device {comfy.device}, {torch.get_num_threads()} threads ({threads_note}), "
           f"load average {load_start:.1f} on {cores} cores; {args.size}x{args.size}, {args.steps} steps, cfg {args.cfg}; "
           f"windows {LENGTH}/{OVERLAP} {SCHEDULE} {FUSE}", flush=True)
 

@@ -88,6 +88,59 @@ def default_checkpoint(comfyui: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
+# CPU threads and load
+
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot (/proc/stat), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(v) - v[3] - (v[4] if len(v) > 4 else 0), sum(v)
+
+
+class OtherLoad:
+    """CPU cores used by OTHER processes over an interval: all CPUs' busy time (/proc/stat) minus this process's
+    own CPU time, per second of wall time. Unlike the load average it is not left over from the minute before."""
+
+    def __init__(self):
+        self.start()
+
+    def start(self):
+        self.j0, self.c0, self.t0 = _cpu_jiffies(), time.process_time(), time.perf_counter()
+
+    def cores(self) -> float | None:
+        j1, c1, t1 = _cpu_jiffies(), time.process_time(), time.perf_counter()
+        if self.j0 is None or j1 is None or t1 <= self.t0:
+            return None
+        busy = (j1[0] - self.j0[0]) / os.sysconf("SC_CLK_TCK")
+        return max(0.0, (busy - (c1 - self.c0)) / (t1 - self.t0))
+
+
+def choose_threads(arg: str, torch) -> tuple[int, str]:
+    """Set torch's thread count from --threads and say why: a number is used as given; `auto` samples what other
+    processes use right now (1 s) and leaves them their cores: max(1, round(cores - others)) threads (OpenMP
+    threads that share a core wait on each other, which makes runs 2-4x slower and noisy). The 1-minute load
+    average is not used: it still holds the load of a bench that just ended (the old auto dropped to 1 thread after
+    every previous run)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if arg != "auto":
+        n = int(arg)
+        torch.set_num_threads(n)
+        return n, f"--threads {n}, on {usable} usable cores"
+    probe = OtherLoad()
+    time.sleep(1.0)
+    others = probe.cores()
+    if others is None:
+        n = torch.get_num_threads()
+        return n, f"auto: torch's default ({n}); the load of other processes cannot be read here"
+    n = max(1, min(usable, round(usable - others)))
+    torch.set_num_threads(n)
+    return n, f"auto: other processes used {others:.1f} of {usable} cores in the second before the start"
+
+
+# ---------------------------------------------------------------------------------------------
 # Memory
 
 def _status_kb(field: str) -> int | None:
@@ -208,10 +261,12 @@ class Comfy:
         reset_ok = reset_peak_rss()
         if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        others = OtherLoad()
         t0 = time.perf_counter()
         self.executor.execute(prompt, uuid.uuid4().hex, {}, [output])
         self.sync()
         wall = time.perf_counter() - t0
+        other_cores = others.cores()
         if not self.executor.success:
             err = next((d for e, d in self.executor.status_messages if e == "execution_error"), {})
             raise SystemExit(f"workflow failed in node {err.get('node_id')} ({err.get('node_type')}): "
@@ -224,7 +279,7 @@ class Comfy:
         out = {"wall_s": wall, "step_callbacks": len(ticks), "step_intervals_s": intervals,
                "s_per_step": statistics.mean(intervals) if intervals else None,
                "rss_before_mib": rss_before, "peak_rss_mib": peak_rss_mib(),
-               "peak_rss_reset": reset_ok}
+               "peak_rss_reset": reset_ok, "other_processes_cores": other_cores}
         if self.device == "cuda":
             out["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
             out["cuda_peak_reserved_mib"] = torch.cuda.max_memory_reserved() / 2**20
@@ -347,8 +402,8 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", default=None,
                     help="Apply Motion Model's precision input (auto, fp32, bf16, fp16); default: left out (the node's default)")
     ap.add_argument("--threads", default="auto",
-                    help="torch.set_num_threads: a number, or auto = torch's default unless the machine is already busy "
-                         "(1-minute load average >= cores - 0.5), then 1 (oversubscribed OpenMP threads wait on each other)")
+                    help="torch.set_num_threads: a number, or auto = the cores other processes leave free right now "
+                         "(sampled for 1 s; at least 1). The report says which and why.")
     ap.add_argument("--no-motion-timing", action="store_true", help="skip the runs that time the motion modules")
     ap.add_argument("--profile", action="store_true",
                     help="also: op-level torch.profiler breakdown of the motion modules and micro-benchmarks of alternatives")
@@ -361,13 +416,7 @@ def main(argv=None) -> int:
     import torch
     cores = os.cpu_count() or 1
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    threads_note = "torch default"
-    if args.threads != "auto":
-        torch.set_num_threads(int(args.threads))
-        threads_note = "--threads"
-    elif load_start is not None and cores > 1 and load_start >= cores - 0.5:
-        torch.set_num_threads(1)
-        threads_note = f"auto: load average {load_start:.1f} on {cores} cores, so 1 thread"
+    _, threads_note = choose_threads(args.threads, torch)
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -425,7 +474,8 @@ def main(argv=None) -> int:
         print(f"[bench] {kind:5s}{tag}: {fmt(r['s_per_step'])} s/step, run {r['wall_s']:.1f}s, "
               f"peak RSS {r['peak_rss_mib']:.0f} MiB (RSS after {rss_mib():.0f} MiB)"
               + (f", CUDA peak {r['cuda_peak_allocated_mib']:.0f} MiB" if device == "cuda" else "")
-              + (f", motion modules {r['motion_s_per_step']:.3f} s/step" if "motion_s_per_step" in r else ""), flush=True)
+              + (f", motion modules {r['motion_s_per_step']:.3f} s/step" if "motion_s_per_step" in r else "")
+              + f"; other processes used {fmt(r['other_processes_cores'], '.1f')} cores meanwhile", flush=True)
         if measured:
             results[kind].append(r)
         return r

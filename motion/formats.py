@@ -240,10 +240,11 @@ def classify(sd: dict[str, torch.Tensor], name: str = "state dict") -> tuple[Mot
 LOAD_STAGES = 3  # read the file, detect its format, build the model: `progress` is called after each
 
 
-def load_motion_model(path: str, name: str | None = None, progress=None):
+def load_motion_model(path: str, name: str | None = None, progress=None, operations=None, attention=None):
     """Read, classify and build a MotionModel (weights kept in the file's dtype).
 
-    `progress`: called with no arguments after each of the LOAD_STAGES stages (for a progress bar)."""
+    `progress`: called with no arguments after each of the LOAD_STAGES stages (for a progress bar).
+    `operations` / `attention`: the layers and attention function (motion.model; default plain torch)."""
     from .model import MotionModel
 
     step = progress or (lambda: None)
@@ -252,7 +253,7 @@ def load_motion_model(path: str, name: str | None = None, progress=None):
     step()
     info, weights = classify(sd, name)
     step()
-    model = build_motion_model(info, weights, name)
+    model = build_motion_model(info, weights, name, operations, attention)
     if info.has_image_encoder:  # AnimateLCM-I2V (§4.7): the image encoder rides along as model.img_encoder
         model.img_encoder = build_image_encoder(split_image_encoder(sd), name)
     step()
@@ -269,11 +270,11 @@ def describe_loaded(name: str, info: MotionModelInfo, model) -> str:
             f"frames, schedule {info.schedule}, weights {dtype}{fmt}{extra}")
 
 
-def build_motion_model(info: MotionModelInfo, weights: dict, name: str = "state dict"):
+def build_motion_model(info: MotionModelInfo, weights: dict, name: str = "state dict", operations=None, attention=None):
     from .model import MotionModel
 
     with torch.device("meta"):
-        model = MotionModel(info.arch)
+        model = MotionModel(info.arch, operations, attention)
     expected = model.state_dict()
     missing = [k for k in expected if k not in weights]
     if missing:

@@ -137,6 +137,43 @@ def frames_in_call(rows: int, transformer_options: dict) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# Layers and attention under ComfyUI
+
+def comfy_layers():
+    """(operations, attention) for building motion models under ComfyUI (motion.model, Load Motion Model).
+
+    * operations: `comfy.ops.disable_weight_init`, what the UNet itself runs on when its weights are stored in the
+      dtype it computes in (`comfy.ops.pick_operations`; the motion weights are, see motion.precision). Its layers
+      carry `comfy_cast_weights`, so ComfyUI's model management can load the motion model partially in low-VRAM
+      mode (layers that do not fit stay on the offload device and are cast per call, MotionLoRA patches applied
+      on the fly) and cast weights stored in another dtype (ModelPatcher.force_cast_weights).
+    * attention: see `comfy_attention`."""
+    import comfy.ops
+
+    return comfy.ops.disable_weight_init, comfy_attention()
+
+
+def comfy_attention():
+    """ComfyUI's selected attention (`comfy.ldm.modules.attention.optimized_attention`: PyTorch SDPA, xformers, sage,
+    flash, or split / sub-quadratic when the user asks for them), same layout as motion.model.sdpa_attention.
+
+    One exception: when no flag asked for it and ComfyUI fell back to a memory-bounding implementation (sub-quadratic,
+    split or basic; the CPU default), the motion modules use core's PyTorch SDPA attention instead. Those fallbacks
+    bound the memory of a long token sequence's score matrix; a motion module attends over at most 64 frames, whose
+    scores are smaller than q itself, and there they are 1.3-3x slower than SDPA on the CPU (bench/README.md)."""
+    from comfy.cli_args import args
+    from comfy.ldm.modules import attention as comfy_attention_module
+
+    chosen = comfy_attention_module.optimized_attention
+    fallbacks = {comfy_attention_module.attention_sub_quad, comfy_attention_module.attention_split,
+                 comfy_attention_module.attention_basic}
+    asked = getattr(args, "use_split_cross_attention", False) or getattr(args, "use_quad_cross_attention", False)
+    if chosen in fallbacks and not asked:
+        return comfy_attention_module.attention_pytorch
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------
 # Where modules go
 
 def unet_description(unet) -> str:
@@ -271,14 +308,19 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
     from comfy.patcher_extension import CallbacksMP, WrappersMP
 
     from .lora import add_motion_loras, motion_patcher
-    from .precision import precision_dtype, weights_in
+    from .precision import cpu_bf16_instructions, precision_dtype, weights_in
 
     plan(model_patcher.get_model_object("diffusion_model"), motion_model, info, name)  # fail now, not mid-sampling
 
     run_dtype = precision_dtype(precision)
-    if run_dtype == torch.float16 and torch.device(model_patcher.load_device).type == "cpu":
+    on_cpu = torch.device(model_patcher.load_device).type == "cpu"
+    if run_dtype == torch.float16 and on_cpu:
         logging.warning(f"MotionKit: '{name}' runs its motion modules in fp16 on the CPU, which is slower than fp32 "
                         f"there; choose precision bf16 (fast on CPUs with bf16 support) or auto.")
+    if run_dtype == torch.bfloat16 and on_cpu and cpu_bf16_instructions() is False:
+        logging.warning(f"MotionKit: '{name}' runs its motion modules in bf16, but this CPU has no bf16 instructions "
+                        f"(avx512_bf16 or AMX), so bf16 is several times slower than fp32 here (4-8x for the "
+                        f"motion modules); choose precision auto.")
     # the loaded model is cached and shared: other dtypes come as one shared copy per dtype
     motion_model = weights_in(motion_model, run_dtype or compute_dtype(model_patcher))
     app = MotionApplication(motion_model, info, name, settings, dtype=run_dtype)

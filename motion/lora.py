@@ -182,7 +182,21 @@ def unpatched_copy(motion_model, dtype: torch.dtype):
     copied = copy.deepcopy(motion_model, memo)  # deepcopy takes the converted tensors from the memo
     for key in own:
         copied.__dict__.pop(key, None)
+    # the copy starts unloaded: none of the load state ComfyUI keeps on the source (partial loading marks layers to
+    # cast per call and hangs the loading graph's LoRA on them as weight functions; loaded memory, patch uuid)
+    for module in copied.modules():
+        for key in _LAYER_LOAD_STATE:
+            module.__dict__.pop(key, None)
+    for key in _MODEL_LOAD_STATE:
+        copied.__dict__.pop(key, None)
     return copied
+
+
+# what comfy.model_patcher.ModelPatcher sets on a model's layers and on the model while loading it
+_LAYER_LOAD_STATE = ("comfy_cast_weights", "prev_comfy_cast_weights", "weight_function", "bias_function",
+                     "comfy_patched_weights")
+_MODEL_LOAD_STATE = ("model_loaded_weight_memory", "lowvram_patch_counter", "model_lowvram",
+                     "current_weight_patches_uuid", "current_patcher", "device")
 
 
 def add_motion_loras(patcher, loras, motion_name: str) -> None:

@@ -5,6 +5,13 @@ dict (minus its `pos_encoder.pe` buffers, which are a fixed function of their le
 `load_state_dict(strict=True)`. Math: MOTION_FORMATS.md §1-§2.
 
 Activations arrive as ComfyUI/ldm lays them out: (batch·frames, C, H, W), batch-major.
+
+Layers come from an `operations` namespace (`.Linear`, `.LayerNorm`, `.GroupNorm`), and attention is an
+`attention(q, k, v, heads)` function on (sequences, tokens, heads·dim) tensors, the layout of ComfyUI's
+`comfy.ldm.modules.attention.optimized_attention`. Both default to plain torch (`TorchOps`, `sdpa_attention`),
+so this file needs no ComfyUI; under ComfyUI the nodes pass `comfy.ops` and ComfyUI's selected attention
+in (motion.injection.comfy_layers), which gives weight casting and partial loading in low-VRAM mode. Neither changes
+module names or state-dict keys.
 """
 from __future__ import annotations
 
@@ -58,26 +65,47 @@ class LayerNorm(nn.LayerNorm):
         return F.layer_norm(x, self.normalized_shape, cast(self.weight, x), cast(self.bias, x), self.eps)
 
 
+class GroupNorm(nn.GroupNorm):
+    """Accepts (N, C, *): (B·F, C, H, W) normalises per frame, (B, C, F, H, W) pools over the frames (§7)."""
+
+    def forward(self, x):
+        return F.group_norm(x, self.num_groups, cast(self.weight, x), cast(self.bias, x), self.eps)
+
+
+class TorchOps:
+    """The default `operations`: plain torch layers whose weights follow the activations' dtype and device."""
+    Linear = Linear
+    LayerNorm = LayerNorm
+    GroupNorm = GroupNorm
+
+
+def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """The default `attention`: softmax(q·kᵀ/√d)·v per head; q, k, v and the result are (sequences, tokens, heads·d)."""
+    q, k, v = (rearrange(t, "s f (h d) -> s h f d", h=heads) for t in (q, k, v))
+    return rearrange(F.scaled_dot_product_attention(q, k, v), "s h f d -> s f (h d)")
+
+
 class TemporalAttention(nn.Module):
     """Self-attention along the frame axis; the PE is added to its (normed) input only."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, operations=None, attention=None):
         super().__init__()
-        self.to_q = Linear(channels, channels, bias=False)
-        self.to_k = Linear(channels, channels, bias=False)
-        self.to_v = Linear(channels, channels, bias=False)
-        self.to_out = nn.ModuleList([Linear(channels, channels), nn.Dropout(0.0)])
+        ops = operations or TorchOps
+        self.to_q = ops.Linear(channels, channels, bias=False)
+        self.to_k = ops.Linear(channels, channels, bias=False)
+        self.to_v = ops.Linear(channels, channels, bias=False)
+        self.to_out = nn.ModuleList([ops.Linear(channels, channels), nn.Dropout(0.0)])
+        self.attention = attention or sdpa_attention  # a plain function attribute: no parameters, no state-dict key
 
     def forward(self, n: torch.Tensor) -> torch.Tensor:  # n: (sequences, frames, C)
-        q, k, v = (rearrange(proj(n), "s f (h d) -> s h f d", h=HEADS) for proj in (self.to_q, self.to_k, self.to_v))
-        o = F.scaled_dot_product_attention(q, k, v)  # softmax(q·kᵀ/√d)·v over frames
-        return self.to_out[0](rearrange(o, "s h f d -> s f (h d)"))
+        o = self.attention(self.to_q(n), self.to_k(n), self.to_v(n), HEADS)  # over frames, per head
+        return self.to_out[0](o)
 
 
 class GEGLU(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, operations=None):
         super().__init__()
-        self.proj = Linear(channels, channels * 8)
+        self.proj = (operations or TorchOps).Linear(channels, channels * 8)
 
     def forward(self, x):
         value, gate = self.proj(x).chunk(2, dim=-1)
@@ -85,21 +113,23 @@ class GEGLU(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, operations=None):
         super().__init__()
-        self.net = nn.ModuleList([GEGLU(channels), nn.Dropout(0.0), Linear(channels * 4, channels)])
+        ops = operations or TorchOps
+        self.net = nn.ModuleList([GEGLU(channels, ops), nn.Dropout(0.0), ops.Linear(channels * 4, channels)])
 
     def forward(self, x):
         return self.net[2](self.net[0](x))
 
 
 class TemporalTransformerBlock(nn.Module):
-    def __init__(self, channels: int, attention_blocks: int = 2):
+    def __init__(self, channels: int, attention_blocks: int = 2, operations=None, attention=None):
         super().__init__()
-        self.attention_blocks = nn.ModuleList([TemporalAttention(channels) for _ in range(attention_blocks)])
-        self.norms = nn.ModuleList([LayerNorm(channels) for _ in range(attention_blocks)])
-        self.ff = FeedForward(channels)
-        self.ff_norm = LayerNorm(channels)
+        ops = operations or TorchOps
+        self.attention_blocks = nn.ModuleList([TemporalAttention(channels, ops, attention) for _ in range(attention_blocks)])
+        self.norms = nn.ModuleList([ops.LayerNorm(channels) for _ in range(attention_blocks)])
+        self.ff = FeedForward(channels, ops)
+        self.ff_norm = ops.LayerNorm(channels)
 
     def forward(self, h: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
         for attention, norm in zip(self.attention_blocks, self.norms):
@@ -108,17 +138,21 @@ class TemporalTransformerBlock(nn.Module):
 
 
 class TemporalTransformer(nn.Module):
-    def __init__(self, channels: int, attention_blocks: int = 2):
+    def __init__(self, channels: int, attention_blocks: int = 2, operations=None, attention=None):
         super().__init__()
+        ops = operations or TorchOps
         self.channels = channels
-        self.norm = nn.GroupNorm(GROUPS, channels, eps=NORM_EPS, affine=True)
-        self.proj_in = Linear(channels, channels)
-        self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(channels, attention_blocks)])
-        self.proj_out = Linear(channels, channels)
+        self.norm = ops.GroupNorm(GROUPS, channels, eps=NORM_EPS, affine=True)
+        self.proj_in = ops.Linear(channels, channels)
+        self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(channels, attention_blocks, ops, attention)])
+        self.proj_out = ops.Linear(channels, channels)
 
     def delta(self, x: torch.Tensor, frames: int, norm_mode: str) -> torch.Tensor:
         """What the module adds to its input: out = x + delta (§2 steps 2-7)."""
-        h = group_norm(x, frames, self.norm.weight, self.norm.bias, norm_mode)
+        if norm_mode == PER_FRAME:
+            h = self.norm(x)
+        else:  # statistics over all frames of a batch item (§7)
+            h = rearrange(self.norm(rearrange(x, "(b f) c h w -> b c f h w", f=frames)), "b c f h w -> (b f) c h w")
         height, width = h.shape[-2:]
         h = rearrange(h, "(b f) c h w -> (b h w) f c", f=frames)
         h = self.proj_in(h)
@@ -132,9 +166,9 @@ class TemporalTransformer(nn.Module):
 class MotionModule(nn.Module):
     """One `motion_modules.N` entry. Its forward maps (B·F, C, H, W) to the same shape."""
 
-    def __init__(self, channels: int, attention_blocks: int = 2):
+    def __init__(self, channels: int, attention_blocks: int = 2, operations=None, attention=None):
         super().__init__()
-        self.temporal_transformer = TemporalTransformer(channels, attention_blocks)
+        self.temporal_transformer = TemporalTransformer(channels, attention_blocks, operations, attention)
 
     def forward(self, x: torch.Tensor, frames: int, norm_mode: str = PER_FRAME, scale=1.0, feature=None,
                 dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -161,9 +195,10 @@ class MotionModule(nn.Module):
 
 
 class MotionBlock(nn.Module):
-    def __init__(self, channels: int, modules: int, attention_blocks: int = 2):
+    def __init__(self, channels: int, modules: int, attention_blocks: int = 2, operations=None, attention=None):
         super().__init__()
-        self.motion_modules = nn.ModuleList([MotionModule(channels, attention_blocks) for _ in range(modules)])
+        self.motion_modules = nn.ModuleList([MotionModule(channels, attention_blocks, operations, attention)
+                                             for _ in range(modules)])
 
 
 @dataclass(frozen=True)
@@ -185,13 +220,15 @@ SDXL_CHANNELS = (320, 640, 1280)
 class MotionModel(nn.Module):
     """All motion modules of one file: down_blocks.{i}, up_blocks.{i} (reverse order), optional mid_block."""
 
-    def __init__(self, arch: MotionArchitecture):
+    def __init__(self, arch: MotionArchitecture, operations=None, attention=None):
+        """`operations` / `attention`: see the module docstring (default: plain torch)."""
         super().__init__()
         self.arch = arch
         chans = arch.block_channels
-        self.down_blocks = nn.ModuleList([MotionBlock(c, 2, arch.attention_blocks) for c in chans])
-        self.up_blocks = nn.ModuleList([MotionBlock(c, 3, arch.attention_blocks) for c in reversed(chans)])
-        self.mid_block = MotionBlock(chans[-1], 1, arch.attention_blocks) if arch.has_mid else None
+        blocks = arch.attention_blocks
+        self.down_blocks = nn.ModuleList([MotionBlock(c, 2, blocks, operations, attention) for c in chans])
+        self.up_blocks = nn.ModuleList([MotionBlock(c, 3, blocks, operations, attention) for c in reversed(chans)])
+        self.mid_block = MotionBlock(chans[-1], 1, blocks, operations, attention) if arch.has_mid else None
         self.img_encoder = None  # AnimateLCM-I2V files: motion.image_encoder.ImageEncoder (set by formats.py)
 
     def ordered_modules(self):

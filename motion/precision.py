@@ -5,7 +5,8 @@
 * `bf16` / `fp16` / `fp32`: the motion modules compute what they add (delta) in that dtype, with their weights
   stored in it; the residual sum x + scale·delta stays in the UNet's dtype (motion.model.MotionModule). On CPUs
   with bf16 instructions (avx512_bf16, AMX) bf16 runs the motion modules about 2× faster than fp32 at a small
-  numeric cost (bench/README.md); CPU fp16 matrix products are slower than fp32, so fp16 is for GPUs.
+  numeric cost (bench/README.md); on CPUs without them (AVX2 only) bf16 is emulated and the motion modules run 4-8x
+  slower than fp32 (apply warns). CPU fp16 matrix products are slower than fp32, so fp16 is for GPUs.
 
 Weights per dtype (`weights_in`): the loaded motion model (cached by ComfyUI and shared by every graph using the
 file) holds one set of weights. A graph that needs another dtype gets a converted copy, made once per dtype and
@@ -40,6 +41,18 @@ def precision_dtype(precision: str) -> torch.dtype | None:
         raise MotionKitError(f"Apply Motion Model: precision '{precision}' is not one of {', '.join(CHOICES)}. "
                              f"Choose auto (the UNet's own dtype) unless you want bf16's speed on CPU or fp16 on a GPU.")
     return DTYPES[precision]
+
+
+def cpu_bf16_instructions() -> bool | None:
+    """Whether this CPU has bf16 matrix instructions (avx512_bf16 or AMX tiles); None when torch cannot tell.
+
+    Without them (e.g. AVX2-only CPUs) torch's bf16 matrix products are emulated and run several times slower than
+    fp32 (bench/README.md: 8-10x per GEMM, motion modules 4-8x), so bf16 does not pay there."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    checks = [c for c in checks if callable(c)]
+    if not checks:
+        return None
+    return any(c() for c in checks)
 
 
 def _dtypes(model: torch.nn.Module) -> set:

@@ -5,6 +5,7 @@ import comfy.utils
 import folder_paths
 
 from ..motion.formats import LOAD_STAGES, MotionModelInfo, load_motion_model
+from ..motion.injection import comfy_layers
 from ..motion.model import MotionModel
 from .model_folders import MOTION_FOLDER, register
 
@@ -41,5 +42,7 @@ class LoadMotionModel:
     def load(self, model_name):
         path = folder_paths.get_full_path_or_raise(MOTION_FOLDER, model_name)
         bar = comfy.utils.ProgressBar(LOAD_STAGES)
-        model, info = load_motion_model(path, model_name, progress=lambda: bar.update(1))
+        operations, attention = comfy_layers()  # comfy.ops layers and ComfyUI's attention (low-VRAM loading, flags)
+        model, info = load_motion_model(path, model_name, progress=lambda: bar.update(1), operations=operations,
+                                        attention=attention)
         return (LoadedMotionModel(model, info, model_name),)

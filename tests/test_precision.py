@@ -249,3 +249,25 @@ def test_motion_lora_on_a_shared_copy_does_not_leak(comfy):
     finally:
         comfy.mm.unload_all_models()
     assert all(torch.equal(v, file_weights[k]) for k, v in loaded.state_dict().items())
+
+
+@pytest.mark.comfyui
+@pytest.mark.parametrize("bf16_instructions", [False, True])
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(comfy, monkeypatch, caplog, bf16_instructions):
+    from test_injection import SD15_UNET
+    from motion.injection import MotionSettings, apply_motion_model
+    from motion.precision import cpu_bf16_instructions
+    for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, check, lambda: bf16_instructions)
+    assert cpu_bf16_instructions() is bf16_instructions
+    unet = comfy.UNetModel(**SD15_UNET, image_size=32, device="meta", operations=comfy.ops.disable_weight_init)
+    patcher = comfy.ModelPatcher(FakeBase(unet), CPU, CPU)
+    info, weights = classify(mf.v2(device="meta", dtype=torch.float16), "mm_sd_v15_v2.ckpt")
+    loaded = build_motion_model(info, weights, "mm_sd_v15_v2.ckpt")
+    with caplog.at_level("WARNING"):
+        apply_motion_model(patcher, loaded, info, "mm_sd_v15_v2.ckpt", MotionSettings(), precision="bf16")
+        apply_motion_model(patcher, loaded, info, "mm_sd_v15_v2.ckpt", MotionSettings(), precision="auto")
+    warned = [r.getMessage() for r in caplog.records if "no bf16 instructions" in r.getMessage()]
+    assert len(warned) == (0 if bf16_instructions else 1), warned
+    if warned:
+        assert "'mm_sd_v15_v2.ckpt'" in warned[0] and "choose precision auto" in warned[0]

@@ -178,3 +178,36 @@ def test_resume_with_other_rank_or_family_is_refused():
     no_mid = {k: v for k, v in sd.items() if not k.startswith("mid_block.")}
     with pytest.raises(TrainingError, match="another motion model family"):
         MotionLoRALayers(s.motion, 4).load_published(no_mid, "x.safetensors")
+
+
+# ---------------------------------------------------------------------------------------------
+# published layout
+
+def test_saved_file_has_exactly_the_published_keys_and_loads_as_a_motion_lora(tmp_path):
+    from motion.formats import MotionModelInfo  # noqa: F401  (the loader under test is motion.lora's)
+    from motion.lora import read_motion_lora
+    from motion.model import SD15_CHANNELS, MotionArchitecture, MotionModel
+    from motion_files import motion_lora as published  # key inventory written from MOTION_FORMATS.md §4.9
+
+    with torch.device("meta"):
+        v2 = MotionModel(MotionArchitecture(SD15_CHANNELS, has_mid=True))
+    lora = MotionLoRALayers(v2, 64, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for p in lora.up:
+            p.normal_(0, 0.01)
+    sd = lora.state_dict_published()
+    expected = {k: tuple(v.shape) for k, v in published(rank=64, mid=True, device="meta").items()}
+    assert len(expected) == 336
+    assert {k: tuple(v.shape) for k, v in sd.items()} == expected
+    assert all(v.dtype == torch.float32 for v in sd.values())
+
+    path = tmp_path / "zoom.safetensors"
+    checkpoint.save(str(path), sd, checkpoint.Metadata(step=7, rank=64, base="SD1.5"))
+    loaded = read_motion_lora(str(path))
+    assert (loaded.rank, loaded.base, loaded.has_mid) == (64, "SD1.5", True)
+    assert loaded.weights.keys() == sd.keys()
+    assert all(torch.equal(loaded.weights[k], sd[k]) for k in sd)  # bit for bit: the same patches as trained
+    assert checkpoint.read_metadata(str(path)).step == 7
+    with pytest.raises(TrainingError, match="already exists"):
+        checkpoint.check_target(str(path), overwrite=False)
+    checkpoint.check_target(str(path), overwrite=True)

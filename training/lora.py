@@ -14,7 +14,6 @@ up = 0, so training starts exactly at the base motion model.
 """
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 
 import torch
@@ -111,5 +110,3 @@ class MotionLoRALayers(nn.Module):
             # low-rank path in the activations' dtype (autocast picks its own); out + up·(down·x)
             return out + F.linear(F.linear(x, down.to(x.dtype)), up.to(x.dtype)).to(out.dtype)
         return add_lora
-
-PUBLISHED_KEY = re.compile(r"\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")

@@ -12,6 +12,8 @@ from .noise_freeinit import FreeInitNode
 from .noise_freenoise import FreeNoiseNode
 from .prompt_schedule import PromptSchedule
 from .save_animation import SaveAnimation
+from .train_motion_lora import TrainMotionLoRA
+from .training_clips import MakeCameraMoveClips, VideoFolderClips
 
 NODE_CLASS_MAPPINGS = {
     "MotionKitLoadMotionModel": LoadMotionModel,
@@ -27,6 +29,9 @@ NODE_CLASS_MAPPINGS = {
     "MotionKitFreeNoise": FreeNoiseNode,
     "MotionKitFreeInit": FreeInitNode,
     "MotionKitPromptSchedule": PromptSchedule,
+    "MotionKitTrainMotionLoRA": TrainMotionLoRA,
+    "MotionKitMakeCameraMoveClips": MakeCameraMoveClips,
+    "MotionKitVideoFolderClips": VideoFolderClips,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadMotionModel": "Load Motion Model 🎞️",
@@ -42,4 +47,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitFreeNoise": "FreeNoise 🎞️",
     "MotionKitFreeInit": "FreeInit 🎞️",
     "MotionKitPromptSchedule": "Prompt Schedule 🎞️",
+    "MotionKitTrainMotionLoRA": "Train MotionLoRA 🎞️",
+    "MotionKitMakeCameraMoveClips": "Make Camera-Move Clips 🎞️",
+    "MotionKitVideoFolderClips": "Video Folder to Clips 🎞️",
 }

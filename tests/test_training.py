@@ -211,3 +211,40 @@ def test_saved_file_has_exactly_the_published_keys_and_loads_as_a_motion_lora(tm
     with pytest.raises(TrainingError, match="already exists"):
         checkpoint.check_target(str(path), overwrite=False)
     checkpoint.check_target(str(path), overwrite=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# camera-move clips
+
+def _centroid(frame):
+    w = frame[..., 0]
+    ys, xs = torch.meshgrid(torch.arange(w.shape[0]), torch.arange(w.shape[1]), indexing="ij")
+    return float((w * xs).sum() / w.sum()), float((w * ys).sum() / w.sum())
+
+
+def test_camera_moves_go_the_right_way():
+    from training.augment import MOVES, make_clips
+    still = torch.zeros(1, 64, 64, 3)
+    still[0, 24:32, 36:44] = 1.0  # a bright square right of and above the centre
+    clips = {m: make_clips(still, [m], 5, 0.5, 64, 64) for m in MOVES}
+    for m, c in clips.items():
+        assert c.shape == (5, 64, 64, 3) and 0 <= float(c.min()) and float(c.max()) <= 1, m
+    assert torch.allclose(clips["zoom_in"][0], still[0], atol=1e-4)      # starts at the picture itself
+    assert torch.allclose(clips["zoom_out"][-1], still[0], atol=1e-4)    # ends there
+    x0, y0 = _centroid(clips["zoom_in"][0])
+    x1, y1 = _centroid(clips["zoom_in"][-1])
+    assert x1 > x0 and y1 < y0            # zooming in pushes off-centre content outwards
+    assert float(clips["zoom_in"][-1, ..., 0].sum()) > 1.5 * float(still[0, ..., 0].sum())  # and enlarges it
+    xs = [_centroid(f)[0] for f in clips["pan_left"]]
+    assert all(b > a for a, b in zip(xs, xs[1:]))  # camera turns left: the scene slides right
+    assert _centroid(clips["pan_right"][-1])[0] < _centroid(clips["pan_right"][0])[0]
+    assert _centroid(clips["tilt_up"][-1])[1] > _centroid(clips["tilt_up"][0])[1]    # the scene slides down
+    assert _centroid(clips["tilt_down"][-1])[1] < _centroid(clips["tilt_down"][0])[1]
+    # clockwise camera roll turns the scene anticlockwise: a point up-right of the centre moves up/left
+    xr, yr = _centroid(clips["roll_clockwise"][-1])
+    xa, ya = _centroid(clips["roll_anticlockwise"][-1])
+    assert yr < ya and xr < xa
+    many = make_clips(still, ["zoom_in"], 4, 0.5, 32, 32, variations=3, seed=1)
+    assert many.shape[0] == 12 and not torch.equal(many[4:8], many[8:12])
+    with pytest.raises(TrainingError, match="at least 2"):
+        make_clips(still, ["zoom_in"], 1, 0.5, 32, 32)

@@ -248,3 +248,20 @@ def test_camera_moves_go_the_right_way():
     assert many.shape[0] == 12 and not torch.equal(many[4:8], many[8:12])
     with pytest.raises(TrainingError, match="at least 2"):
         make_clips(still, ["zoom_in"], 1, 0.5, 32, 32)
+
+
+def test_loss_is_the_models_own_noise_prediction_mse():
+    """Through model_sampling, the loss is MSE(ε̂, ε) for an ε-prediction model (AnimateDiff's train.py)."""
+    sampling = EpsSampling()
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(6, 4, 4, 4, generator=g), torch.randn(6, 4, 4, 4, generator=g)
+    sigma = sampling.sigmas[torch.tensor([10, 10, 10, 500, 500, 500])]
+    guess = torch.randn(6, 4, 4, 4, generator=g)
+
+    def denoise(x_t, s, cond):  # a "network" that outputs `guess` as its noise prediction
+        return sampling.calculate_denoised(s, guess, x_t)
+
+    loss = prediction_loss(sampling, denoise, x0, noise, sigma, None)
+    torch.testing.assert_close(loss, torch.nn.functional.mse_loss(guess, noise), rtol=1e-5, atol=1e-6)
+    sigmas = draw_sigmas(sampling, 1000, torch.Generator().manual_seed(1))
+    assert len(set(sigmas.tolist())) > 400 and float(sigmas.min()) >= float(sampling.sigmas[0])

@@ -222,7 +222,8 @@ def run(model, loaded_motion, latents: list, captions: list, request: TrainReque
             base_options = m.model_options["transformer_options"]
 
             def denoise(x_t, sigma, cond):
-                options = {**base_options, "cond_or_uncond": [0], "sigmas": sigma}
+                # one "cond" chunk per clip: the motion layers take each clip's frames as one sample
+                options = {**base_options, "cond_or_uncond": [0] * (x_t.shape[0] // frames), "sigmas": sigma}
                 return m.model.apply_model(x_t, sigma, transformer_options=options, **cond)
 
             def loss_fn(batch):

@@ -148,7 +148,7 @@ def test_video_folder_example_runs_at_tiny_size(server):
     g["4"]["inputs"]["ckpt_name"] = tcm.CKPT
     g["10"]["inputs"]["model_name"] = MOTION
     g["21"]["inputs"].update(frames=FRAMES, frame_stride=2, width=64, height=64)
-    g["23"]["inputs"].update(steps=1, rank=4, training_dtype="fp32", filename="t_folder")
+    g["23"]["inputs"].update(steps=1, rank=4, training_dtype="fp32", filename="t_folder", clips_per_step=2)
     g["5"]["inputs"].update(width=64, height=64, batch_size=FRAMES)
     g["3"]["inputs"]["steps"] = 2
     res = server.run(g).raise_for_status()

@@ -265,3 +265,23 @@ def test_loss_is_the_models_own_noise_prediction_mse():
     torch.testing.assert_close(loss, torch.nn.functional.mse_loss(guess, noise), rtol=1e-5, atol=1e-6)
     sigmas = draw_sigmas(sampling, 1000, torch.Generator().manual_seed(1))
     assert len(set(sigmas.tolist())) > 400 and float(sigmas.min()) >= float(sampling.sigmas[0])
+
+
+def test_an_interrupted_save_leaves_the_last_one_intact(tmp_path, monkeypatch):
+    s = Setup()
+    path = str(tmp_path / "keep.safetensors")
+    first = s.lora.state_dict_published()
+    checkpoint.save(path, first, checkpoint.Metadata(step=1))
+    import safetensors.torch
+
+    def dies_mid_write(tensors, filename, metadata=None):
+        open(filename, "wb").write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", dies_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(path, {k: v + 1 for k, v in first.items()}, checkpoint.Metadata(step=2))
+    monkeypatch.undo()
+    saved = checkpoint.load(path)
+    assert saved.metadata.step == 1 and all(torch.equal(saved.weights[k], first[k]) for k in first)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.safetensors"]  # no partial file left behind

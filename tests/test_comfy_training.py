@@ -84,7 +84,8 @@ def test_train_apply_sample_end_to_end_and_reload_exactly(server):
     assert torch.equal(reloaded, trained), "Load MotionLoRA of the saved file must reproduce the trained LoRA exactly"
     assert not torch.equal(trained, before), "two training steps changed nothing"
 
-    _, after = run_latent(server, plain)
+    res, after = run_latent(server, plain)
+    assert "3" not in res.cached_nodes  # really sampled again, not answered from ComfyUI's cache
     assert torch.equal(after, before), "training left the checkpoint or the motion model changed"
 
     # resume: continues the step count from the saved file

@@ -13,6 +13,8 @@ from .noise_freenoise import FreeNoiseNode
 from .prompt_schedule import PromptSchedule
 from .save_animation import SaveAnimation
 from .sparsectrl import LoadSparseCtrl, SparseCtrlKeyframes
+from .train_motion_lora import TrainMotionLoRA
+from .training_clips import MakeCameraMoveClips, VideoFolderClips
 
 NODE_CLASS_MAPPINGS = {
     "MotionKitLoadMotionModel": LoadMotionModel,
@@ -30,6 +32,9 @@ NODE_CLASS_MAPPINGS = {
     "MotionKitPromptSchedule": PromptSchedule,
     "MotionKitLoadSparseCtrl": LoadSparseCtrl,
     "MotionKitSparseCtrlKeyframes": SparseCtrlKeyframes,
+    "MotionKitTrainMotionLoRA": TrainMotionLoRA,
+    "MotionKitMakeCameraMoveClips": MakeCameraMoveClips,
+    "MotionKitVideoFolderClips": VideoFolderClips,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadMotionModel": "Load Motion Model (AnimateDiff) 🎞️",
@@ -47,4 +52,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitPromptSchedule": "Prompt Schedule 🎞️",
     "MotionKitLoadSparseCtrl": "Load SparseCtrl 🎞️",
     "MotionKitSparseCtrlKeyframes": "SparseCtrl Keyframes 🎞️",
+    "MotionKitTrainMotionLoRA": "Train MotionLoRA 🎞️",
+    "MotionKitMakeCameraMoveClips": "Make Camera-Move Clips 🎞️",
+    "MotionKitVideoFolderClips": "Video Folder to Clips 🎞️",
 }

@@ -1,0 +1,288 @@
+"""MotionLoRA training, pure torch (training/): the loop lowers the loss deterministically, touches only LoRA
+parameters, resumes exactly, saves the published layout, and refuses bad input with a fix. No ComfyUI."""
+import copy
+import math
+
+import pytest
+import torch
+
+from training import checkpoint
+from training.clips import match_captions, split_clips
+from training.errors import NonFiniteLossError, TrainingError
+from training.lora import MotionLoRALayers
+from training.loop import TrainSettings, evaluate, train
+from training.objective import draw_sigmas, prediction_loss
+from training_helpers import EpsSampling, TinyUNet, denoiser, moving_clip, tiny_motion_model
+
+FRAMES = 8
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: one thread is many times faster than two contending ones on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Setup:
+    def __init__(self, rank=4, lora_seed=0, clips=None):
+        self.motion = tiny_motion_model()
+        self.unet = TinyUNet(self.motion)
+        self.sampling = EpsSampling()
+        self.clips = clips if clips is not None else moving_clip(FRAMES)[None].repeat(2, 1, 1, 1, 1)
+        self.context = torch.randn(1, 3, 16, generator=torch.Generator().manual_seed(5))
+        self.lora = MotionLoRALayers(self.motion, rank, torch.Generator().manual_seed(lora_seed))
+        self.denoise = denoiser(self.unet, self.sampling, self.clips.shape[1])
+
+    def loss(self, batch):
+        context = self.context.expand(batch.x0.shape[0], -1, -1)
+        return prediction_loss(self.sampling, self.denoise, batch.x0, batch.noise, batch.sigma, context)
+
+    def sigmas(self, n, g):
+        return draw_sigmas(self.sampling, n, g)
+
+    def train(self, steps, seed=0, start_step=0, optimizer_state=None, lr=1e-2, **kw):
+        settings = TrainSettings(steps=steps, learning_rate=lr, seed=seed, clips_per_step=1, **kw)
+        with self.lora.attached(self.motion):
+            return train(list(self.lora.parameters()), self.clips, self.loss, settings, self.sigmas,
+                         start_step=start_step, optimizer_state=optimizer_state)
+
+    def eval(self):
+        with self.lora.attached(self.motion):
+            return evaluate(self.clips, self.loss, self.sigmas, seed=99, draws=6)
+
+
+def test_training_lowers_the_loss_deterministically_per_seed():
+    a = Setup()
+    before = a.eval()
+    a.train(10, seed=3)
+    after = a.eval()
+    assert after < 0.5 * before, (before, after)   # a clear margin on fixed noises/timesteps
+
+    b = Setup()
+    b.train(10, seed=3)
+    for x, y in zip(a.lora.parameters(), b.lora.parameters()):
+        assert torch.equal(x, y)                   # same seed: bit for bit the same LoRA
+    c, d = Setup(), Setup()
+    c.train(2, seed=4)
+    d.train(2, seed=3)
+    assert not all(torch.equal(x, y) for x, y in zip(d.lora.parameters(), c.lora.parameters()))
+
+
+def test_only_lora_parameters_change_and_hooks_are_removed():
+    s = Setup()
+    motion_before = copy.deepcopy(s.motion.state_dict())
+    unet_before = {k: v.clone() for k, v in s.unet.state_dict().items() if not k.startswith("motion_model.")}
+    lora_before = [p.clone() for p in s.lora.parameters()]
+    s.train(5)
+    for key, value in s.motion.state_dict().items():
+        assert torch.equal(value, motion_before[key]), key
+        assert value.grad is None
+    for key, value in unet_before.items():
+        assert torch.equal(s.unet.state_dict()[key], value), key
+    assert not any(p.requires_grad for p in s.motion.parameters())
+    assert all(not m._forward_hooks for m in s.motion.modules())
+    assert any(not torch.equal(a, b) for a, b in zip(lora_before, s.lora.parameters()))
+    # up starts at zero: before training the LoRA computes exactly the base model
+    fresh = Setup()
+    x = torch.randn(2 * FRAMES, 32, 4, 4)
+    module = fresh.motion.down_blocks[0].motion_modules[0]
+    base = module(x, FRAMES)
+    with fresh.lora.attached(fresh.motion):
+        assert torch.equal(module(x, FRAMES), base)
+
+
+def test_lora_hook_equals_weight_patch():
+    """What training computes (hooks) is the published rule W + up @ down (what Load MotionLoRA patches in)."""
+    s = Setup()
+    with torch.no_grad():
+        for p in s.lora.up:
+            p.normal_(0, 0.05)
+    x = torch.randn(2 * FRAMES, 64, 2, 2)
+    module = s.motion.up_blocks[0].motion_modules[1]
+    with s.lora.attached(s.motion):
+        hooked = module(x, FRAMES)
+    patched = copy.deepcopy(s.motion)
+    sd = s.lora.state_dict_published()
+    params = dict(patched.named_parameters())
+    for name, path in s.lora.targets.items():
+        params[path + ".weight"].data += sd[f"{name}_lora.up.weight"] @ sd[f"{name}_lora.down.weight"]
+    direct = patched.up_blocks[0].motion_modules[1](x, FRAMES)
+    torch.testing.assert_close(hooked, direct, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(hooked, module(x, FRAMES))
+
+
+def test_resume_continues_exactly(tmp_path):
+    whole = Setup()
+    whole.train(4, seed=2)
+    first = Setup()
+    result = first.train(2, seed=2)
+    path = tmp_path / "resume.safetensors"
+    checkpoint.save(str(path), first.lora.state_dict_published(), checkpoint.Metadata(step=result.step, rank=4,
+                    base="SD1.5", family="tiny", motion_model="tiny"), optimizer_state=result.optimizer_state)
+    second = Setup(lora_seed=7)  # another init: resuming must overwrite it
+    saved = checkpoint.load(str(path))
+    second.lora.load_published(saved.weights, "resume.safetensors")
+    assert saved.metadata.step == 2
+    second.train(2, seed=2, start_step=saved.metadata.step, optimizer_state=saved.optimizer_state)
+    for x, y in zip(whole.lora.parameters(), second.lora.parameters()):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-7)
+
+
+def test_nan_loss_stops_before_updating():
+    s = Setup()
+    before = [p.clone() for p in s.lora.parameters()]
+    s.clips = s.clips.clone()
+    s.clips[0, 3, 0, 0, 0] = float("nan")
+    s.clips[1, 3, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="learning_rate"):
+        s.train(3)
+    assert all(torch.equal(a, b) for a, b in zip(before, s.lora.parameters()))
+
+
+def test_bf16_training_matches_fp32_loss_and_keeps_an_fp32_lora():
+    a, b = Setup(), Setup()
+    bf16 = a.train(1, seed=3, dtype=torch.bfloat16)
+    fp32 = b.train(1, seed=3)
+    assert all(p.dtype == torch.float32 for p in a.lora.parameters())
+    assert abs(bf16.losses[0] - fp32.losses[0]) < 0.05 * fp32.losses[0]  # the same objective, in bf16 arithmetic
+    assert not all(torch.equal(x, y) for x, y in zip(a.lora.parameters(), Setup().lora.parameters()))
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+
+def test_clip_checks():
+    lat = torch.randn(16, 4, 8, 8)
+    assert split_clips([lat], 8, 32).shape == (2, 8, 4, 8, 8)
+    assert split_clips([lat[:8], lat[8:]], 0, 32).shape == (2, 8, 4, 8, 8)
+    with pytest.raises(TrainingError, match="at least 2"):
+        split_clips([lat], 1, 32)
+    with pytest.raises(TrainingError, match="at most 24"):
+        split_clips([torch.randn(32, 4, 8, 8)], 0, 24)
+    with pytest.raises(TrainingError, match="different lengths"):
+        split_clips([lat[:8], lat[:6]], 0, 32)
+    with pytest.raises(TrainingError, match="divisor"):
+        split_clips([lat], 6, 32)
+    assert match_captions(["a"], 3) == ["a"] * 3
+    with pytest.raises(TrainingError, match="2 captions for 3 clips"):
+        match_captions(["a", "b"], 3)
+
+
+def test_resume_with_other_rank_or_family_is_refused():
+    s = Setup(rank=4)
+    sd = s.lora.state_dict_published()
+    with pytest.raises(TrainingError, match="rank 4 but rank is set to 8"):
+        MotionLoRALayers(s.motion, 8).load_published(sd, "x.safetensors")
+    no_mid = {k: v for k, v in sd.items() if not k.startswith("mid_block.")}
+    with pytest.raises(TrainingError, match="another motion model family"):
+        MotionLoRALayers(s.motion, 4).load_published(no_mid, "x.safetensors")
+
+
+# ---------------------------------------------------------------------------------------------
+# published layout
+
+def test_saved_file_has_exactly_the_published_keys_and_loads_as_a_motion_lora(tmp_path):
+    from motion.formats import MotionModelInfo  # noqa: F401  (the loader under test is motion.lora's)
+    from motion.lora import read_motion_lora
+    from motion.model import SD15_CHANNELS, MotionArchitecture, MotionModel
+    from motion_files import motion_lora as published  # key inventory written from MOTION_FORMATS.md §4.9
+
+    with torch.device("meta"):
+        v2 = MotionModel(MotionArchitecture(SD15_CHANNELS, has_mid=True))
+    lora = MotionLoRALayers(v2, 64, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for p in lora.up:
+            p.normal_(0, 0.01)
+    sd = lora.state_dict_published()
+    expected = {k: tuple(v.shape) for k, v in published(rank=64, mid=True, device="meta").items()}
+    assert len(expected) == 336
+    assert {k: tuple(v.shape) for k, v in sd.items()} == expected
+    assert all(v.dtype == torch.float32 for v in sd.values())
+
+    path = tmp_path / "zoom.safetensors"
+    checkpoint.save(str(path), sd, checkpoint.Metadata(step=7, rank=64, base="SD1.5"))
+    loaded = read_motion_lora(str(path))
+    assert (loaded.rank, loaded.base, loaded.has_mid) == (64, "SD1.5", True)
+    assert loaded.weights.keys() == sd.keys()
+    assert all(torch.equal(loaded.weights[k], sd[k]) for k in sd)  # bit for bit: the same patches as trained
+    assert checkpoint.read_metadata(str(path)).step == 7
+    with pytest.raises(TrainingError, match="already exists"):
+        checkpoint.check_target(str(path), overwrite=False)
+    checkpoint.check_target(str(path), overwrite=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# camera-move clips
+
+def _centroid(frame):
+    w = frame[..., 0]
+    ys, xs = torch.meshgrid(torch.arange(w.shape[0]), torch.arange(w.shape[1]), indexing="ij")
+    return float((w * xs).sum() / w.sum()), float((w * ys).sum() / w.sum())
+
+
+def test_camera_moves_go_the_right_way():
+    from training.augment import MOVES, make_clips
+    still = torch.zeros(1, 64, 64, 3)
+    still[0, 24:32, 36:44] = 1.0  # a bright square right of and above the centre
+    clips = {m: make_clips(still, [m], 5, 0.5, 64, 64) for m in MOVES}
+    for m, c in clips.items():
+        assert c.shape == (5, 64, 64, 3) and 0 <= float(c.min()) and float(c.max()) <= 1, m
+    assert torch.allclose(clips["zoom_in"][0], still[0], atol=1e-4)      # starts at the picture itself
+    assert torch.allclose(clips["zoom_out"][-1], still[0], atol=1e-4)    # ends there
+    x0, y0 = _centroid(clips["zoom_in"][0])
+    x1, y1 = _centroid(clips["zoom_in"][-1])
+    assert x1 > x0 and y1 < y0            # zooming in pushes off-centre content outwards
+    assert float(clips["zoom_in"][-1, ..., 0].sum()) > 1.5 * float(still[0, ..., 0].sum())  # and enlarges it
+    xs = [_centroid(f)[0] for f in clips["pan_left"]]
+    assert all(b > a for a, b in zip(xs, xs[1:]))  # camera turns left: the scene slides right
+    assert _centroid(clips["pan_right"][-1])[0] < _centroid(clips["pan_right"][0])[0]
+    assert _centroid(clips["tilt_up"][-1])[1] > _centroid(clips["tilt_up"][0])[1]    # the scene slides down
+    assert _centroid(clips["tilt_down"][-1])[1] < _centroid(clips["tilt_down"][0])[1]
+    # clockwise camera roll turns the scene anticlockwise: a point up-right of the centre moves up/left
+    xr, yr = _centroid(clips["roll_clockwise"][-1])
+    xa, ya = _centroid(clips["roll_anticlockwise"][-1])
+    assert yr < ya and xr < xa
+    many = make_clips(still, ["zoom_in"], 4, 0.5, 32, 32, variations=3, seed=1)
+    assert many.shape[0] == 12 and not torch.equal(many[4:8], many[8:12])
+    with pytest.raises(TrainingError, match="at least 2"):
+        make_clips(still, ["zoom_in"], 1, 0.5, 32, 32)
+
+
+def test_loss_is_the_models_own_noise_prediction_mse():
+    """Through model_sampling, the loss is MSE(ε̂, ε) for an ε-prediction model (AnimateDiff's train.py)."""
+    sampling = EpsSampling()
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(6, 4, 4, 4, generator=g), torch.randn(6, 4, 4, 4, generator=g)
+    sigma = sampling.sigmas[torch.tensor([10, 10, 10, 500, 500, 500])]
+    guess = torch.randn(6, 4, 4, 4, generator=g)
+
+    def denoise(x_t, s, cond):  # a "network" that outputs `guess` as its noise prediction
+        return sampling.calculate_denoised(s, guess, x_t)
+
+    loss = prediction_loss(sampling, denoise, x0, noise, sigma, None)
+    torch.testing.assert_close(loss, torch.nn.functional.mse_loss(guess, noise), rtol=1e-5, atol=1e-6)
+    sigmas = draw_sigmas(sampling, 1000, torch.Generator().manual_seed(1))
+    assert len(set(sigmas.tolist())) > 400 and float(sigmas.min()) >= float(sampling.sigmas[0])
+
+
+def test_an_interrupted_save_leaves_the_last_one_intact(tmp_path, monkeypatch):
+    s = Setup()
+    path = str(tmp_path / "keep.safetensors")
+    first = s.lora.state_dict_published()
+    checkpoint.save(path, first, checkpoint.Metadata(step=1))
+    import safetensors.torch
+
+    def dies_mid_write(tensors, filename, metadata=None):
+        open(filename, "wb").write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", dies_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(path, {k: v + 1 for k, v in first.items()}, checkpoint.Metadata(step=2))
+    monkeypatch.undo()
+    saved = checkpoint.load(path)
+    assert saved.metadata.step == 1 and all(torch.equal(saved.weights[k], first[k]) for k in first)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.safetensors"]  # no partial file left behind

@@ -1,0 +1,13 @@
+"""Training errors in the house style (motion/errors.py): each says what is wrong and what to do."""
+try:  # inside ComfyUI the pack is one package (<pack>.training); in the tests `training` is top level
+    from ..motion.errors import MotionKitError
+except ImportError:
+    from motion.errors import MotionKitError
+
+
+class TrainingError(MotionKitError):
+    """Bad training input (clip lengths, captions, resume file) or a run that cannot go on (NaN loss)."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The loss became NaN or infinite; the LoRA was not updated with it."""

@@ -1,0 +1,1 @@
+"""Control adapters for animations (SparseCtrl, MotionCtrl OMCM, trajectory attention); imports without ComfyUI."""

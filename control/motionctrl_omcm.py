@@ -35,9 +35,11 @@ from torch import nn
 
 try:
     from ..motion.errors import MotionKitError, WrongFileTypeError
+    from ..sampling.context_handler import window_frames as context_window_frames
     from ..trajectory.encoding import DENSE, KERNEL_SUM, Trajectory, fit
 except ImportError:
     from motion.errors import MotionKitError, WrongFileTypeError
+    from sampling.context_handler import window_frames as context_window_frames
     from trajectory.encoding import DENSE, KERNEL_SUM, Trajectory, fit
 
 LOG = logging.getLogger("MotionKit")
@@ -198,11 +200,11 @@ def adapter_input(traj: Trajectory, frames: list[int]) -> torch.Tensor:
 
 
 def window_frames(transformer_options: dict, frames: int, total: int) -> list[int]:
-    """The animation's frames in this UNet call: the context window's (core's handler puts it in
-    transformer_options, as MotionKit's handler slices per-frame conds to it), else all of them."""
-    window = getattr(transformer_options.get("context_window"), "index_list", None)
-    if window is not None and len(window) == frames:
-        return list(window)
+    """The animation's frames in this UNet call: the context window's (sampling.context_handler, the windows
+    the conds are sliced to), else all of them."""
+    window = context_window_frames(transformer_options, frames)
+    if window is not None:
+        return window
     if frames != total:
         raise OMCMError(f"MotionCtrl OMCM: the UNet got {frames} frames but the trajectory has {total} and no context "
                         f"window says which; use the latent batch size as the frame count.")

@@ -12,6 +12,7 @@ from .noise_freeinit import FreeInitNode
 from .noise_freenoise import FreeNoiseNode
 from .prompt_schedule import PromptSchedule
 from .save_animation import SaveAnimation
+from .trajectory import ApplyOMCM, LoadOMCM, Trajectory, TrajectoryAttention, TrajectoryFromVideo
 
 NODE_CLASS_MAPPINGS = {
     "MotionKitLoadMotionModel": LoadMotionModel,
@@ -27,6 +28,11 @@ NODE_CLASS_MAPPINGS = {
     "MotionKitFreeNoise": FreeNoiseNode,
     "MotionKitFreeInit": FreeInitNode,
     "MotionKitPromptSchedule": PromptSchedule,
+    "MotionKitTrajectory": Trajectory,
+    "MotionKitTrajectoryFromVideo": TrajectoryFromVideo,
+    "MotionKitLoadOMCM": LoadOMCM,
+    "MotionKitApplyOMCM": ApplyOMCM,
+    "MotionKitTrajectoryAttention": TrajectoryAttention,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadMotionModel": "Load Motion Model 🎞️",
@@ -42,4 +48,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitFreeNoise": "FreeNoise 🎞️",
     "MotionKitFreeInit": "FreeInit 🎞️",
     "MotionKitPromptSchedule": "Prompt Schedule 🎞️",
+    "MotionKitTrajectory": "Trajectory 🎞️",
+    "MotionKitTrajectoryFromVideo": "Trajectory from Video Flow 🎞️",
+    "MotionKitLoadOMCM": "Load MotionCtrl OMCM 🎞️",
+    "MotionKitApplyOMCM": "Apply MotionCtrl OMCM 🎞️",
+    "MotionKitTrajectoryAttention": "Trajectory Attention (training-free) 🎞️",
 }

@@ -191,3 +191,27 @@ def test_preview_image_draws_the_paths():
     background = torch.zeros(1, 32, 32, 3)
     dark = render(traj, background, draw_paths=False)
     assert dark[0].max() == 0  # frame 0 has no flow: only the (resized) background
+
+
+# ---------------------------------------------------------------------------------------------
+# Motion from footage
+
+def test_video_flow_measures_the_shift_between_frames():
+    pytest.importorskip("cv2")
+    from trajectory.encoding import DENSE
+    from trajectory.video_flow import optical_flow
+
+    g = torch.Generator().manual_seed(0)
+    texture = torch.nn.functional.interpolate(torch.rand(1, 3, 24, 24, generator=g), size=(96, 96), mode="bicubic")
+    texture = texture.clamp(0, 1)[0].permute(1, 2, 0)
+    frames = torch.stack([texture, torch.roll(texture, shifts=3, dims=1), torch.roll(texture, shifts=(3, 5), dims=(0, 1))])
+    traj = optical_flow(frames, 48, 48)  # measured at half size: 1.5 px right, then 1.5 down and 1 right
+    assert traj.kind == DENSE and traj.flow.shape == (3, 48, 48, 2) and not traj.positions
+    assert not traj.flow[0].any()
+    inner = traj.flow[:, 8:-8, 8:-8]
+    assert inner[1, ..., 0].median().item() == pytest.approx(1.5, abs=0.3)
+    assert inner[1, ..., 1].median().item() == pytest.approx(0.0, abs=0.3)
+    assert inner[2, ..., 0].median().item() == pytest.approx(1.0, abs=0.3)
+    assert inner[2, ..., 1].median().item() == pytest.approx(1.5, abs=0.3)
+    with pytest.raises(TrajectoryError, match="at least 2 frames"):
+        optical_flow(frames[:1])

@@ -13,7 +13,7 @@ patch gets q, k, v after the block's projections and returns the attention, comp
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +62,7 @@ class BoxAttention:
     start_sigma: float = float("inf")
     end_sigma: float = 0.0
     fitted: Trajectory | None = None
+    cache: dict = field(default_factory=dict)  # the same bias serves every step and every layer of a resolution
 
     def active(self, extra_options: dict) -> bool:
         sigmas = extra_options.get("sigmas")
@@ -89,13 +90,22 @@ class BoxAttention:
         rows = [per_frame if c == 0 else torch.zeros_like(per_frame) for c in chunks]
         return torch.cat(rows)[:, None]
 
+    def cached_bias(self, q, k, extra_options) -> torch.Tensor | None:
+        window = getattr(extra_options.get("context_window"), "index_list", None)
+        key = (q.shape[0], k.shape[1], tuple(extra_options.get("activations_shape") or ()),
+               tuple(extra_options.get("cond_or_uncond") or ()), tuple(window or ()), q.device, q.dtype)
+        if key not in self.cache:
+            bias = self.bias(q.shape[0], k.shape[1], extra_options)
+            self.cache[key] = None if bias is None else bias.to(q.device, q.dtype)
+        return self.cache[key]
+
     def __call__(self, q, k, v, extra_options):
         heads = extra_options["n_heads"]
-        bias = self.bias(q.shape[0], k.shape[1], extra_options) if self.active(extra_options) else None
+        bias = self.cached_bias(q, k, extra_options) if self.active(extra_options) else None
         if bias is None:
             from comfy.ldm.modules.attention import optimized_attention
             return optimized_attention(q, k, v, heads, attn_precision=extra_options.get("attn_precision"))
-        return attention_with_bias(q, k, v, heads, bias.to(q.device, q.dtype))
+        return attention_with_bias(q, k, v, heads, bias)
 
 
 def attention_with_bias(q, k, v, heads: int, bias: torch.Tensor) -> torch.Tensor:
@@ -170,7 +180,11 @@ def apply_box_attention(model_patcher, trajectory: Trajectory, tokens: list[int]
     def outer_sample(executor, *args, **kwargs):
         noise = args[0]
         box.fitted = fit(trajectory, noise.shape[0], noise.shape[-1] * 8, noise.shape[-2] * 8, "Trajectory attention")
-        return executor(*args, **kwargs)
+        box.cache.clear()
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            box.cache.clear()
 
     def pre_run(patcher):
         sampling = patcher.get_model_object("model_sampling")

@@ -43,7 +43,7 @@ def test_loader_architecture_has_the_original_key_inventory():
 def test_published_layout_loads_and_forward_equals_reference():
     path = str(cached_omcm_file())
     omcm = load_omcm(path)
-    sd = {k.removeprefix("module."): v for k, v in torch.load(path)["omcm_state_dict"].items()}
+    sd = {k.removeprefix("module."): v for k, v in torch.load(path, mmap=True)["omcm_state_dict"].items()}
     flow = torch.randn(3, 2, 64, 128, generator=torch.Generator().manual_seed(1)) * 3
     got = omcm.adapter(flow)
     ref = reference_features(sd, flow)
@@ -185,3 +185,24 @@ def test_sparse_paths_use_motionctrls_sum_normalised_scale_and_video_flow_is_as_
     torch.testing.assert_close(adapter_input(traj, [1]), traj.flow[[1]].permute(0, 3, 1, 2) / KERNEL_SUM)
     dense = Trajectory(torch.randn(3, 16, 16, 2), 16, 16, kind=DENSE)
     assert torch.equal(adapter_input(dense, [0, 2]), dense.flow[[0, 2]].permute(0, 3, 1, 2))
+
+
+def test_warns_when_the_motion_model_is_not_v3(caplog):
+    import logging
+
+    from control.motionctrl_omcm import warn_motion_model
+    from motion.injection import MotionApplication, MotionSettings
+
+    def patcher(*families):
+        apps = {f"k{i}": MotionApplication(None, types.SimpleNamespace(family=f), "mm", MotionSettings())
+                for i, f in enumerate(families)}
+        return types.SimpleNamespace(attachments=apps)
+
+    with caplog.at_level(logging.WARNING, "MotionKit"):
+        warn_motion_model(patcher("AnimateDiff v3"), "omcm.ckpt")
+        assert caplog.text == ""
+        warn_motion_model(patcher("AnimateDiff v2"), "omcm.ckpt")
+        assert "trained with AnimateDiff v3" in caplog.text and "AnimateDiff v2" in caplog.text
+        caplog.clear()
+        warn_motion_model(patcher(), "omcm.ckpt")
+        assert "no motion model" in caplog.text

@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import json
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -150,3 +152,47 @@ def test_wrong_files_name_the_right_loader(server):
     g = add_motion(base(frames=2), "omcm_in_wrong_folder.ckpt")
     res = server.run(g)
     assert res.status == "error" and "Load MotionCtrl OMCM" in res.error_message
+
+
+EXAMPLES = ("trajectory_omcm_sd15", "trajectory_attention_sd15", "trajectory_video_flow_sd15")
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_workflow_ui_matches_api(server, name):
+    from test_comfy_motion import REPO, ui_to_api
+    ui = json.loads((REPO / "example_workflows" / f"{name}.json").read_text())
+    api = json.loads((REPO / "example_workflows" / "api" / f"{name}_api.json").read_text())
+    assert ui_to_api(ui, server.object_info()) == {k: {"class_type": v["class_type"], "inputs": v["inputs"]}
+                                                   for k, v in api.items()}
+
+
+@pytest.mark.parametrize("name", EXAMPLES[:2])
+def test_example_workflow_runs_small(server, name):
+    """The API example with the test models at 64x64, 2 frames, 1 step: the 512x512x16 trajectory is resampled."""
+    from test_comfy_motion import REPO, CKPT
+    g = json.loads((REPO / "example_workflows" / "api" / f"{name}_api.json").read_text())
+    server.add_input("trajectory_reference.png", _png())
+    for node in g.values():
+        i = node["inputs"]
+        if node["class_type"] == "CheckpointLoaderSimple":
+            i["ckpt_name"] = CKPT
+        elif node["class_type"] == "MotionKitLoadMotionModel":
+            i["model_name"] = MM
+        elif node["class_type"] == "EmptyLatentImage":
+            i.update(width=64, height=64, batch_size=2)
+        elif node["class_type"] == "KSampler":
+            i["steps"] = 1
+        elif node["class_type"] == "MotionKitSaveAnimation":
+            i.update(filename_prefix="t/traj_example", format="gif")
+        elif node["class_type"] == "MotionKitLoadOMCM":
+            i["omcm_name"] = OMCM_NAME
+    res = server.run(g).raise_for_status()
+    assert "resampled to fit" in server.log_tail(200)
+    assert [Path(i["filename"]).suffix for i in res.outputs["9"]["images"]] == [".gif"]
+
+
+def _png() -> bytes:
+    import io
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 96), (40, 120, 200)).save(buf, format="PNG")
+    return buf.getvalue()

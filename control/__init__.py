@@ -1,1 +1,1 @@
-"""Control models for animations (pure torch; ComfyUI glue is imported lazily). SparseCtrl: sparsectrl*.py."""
+"""Control adapters for animations: SparseCtrl (sparsectrl*.py), MotionCtrl OMCM (motionctrl_omcm.py), training-free trajectory attention (box_attention.py). Pure torch; ComfyUI glue is imported lazily."""

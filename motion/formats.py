@@ -70,7 +70,7 @@ def clean_state_dict(sd, name: str = "state dict") -> dict[str, torch.Tensor]:
     if not isinstance(sd, dict):
         raise MotionKitError(f"'{name}' holds a {type(sd).__name__}, not a dictionary of weights; it is not a model file. "
                              f"Choose a motion model file (e.g. mm_sd_v15_v2.ckpt).")
-    for wrapper in ("state_dict", "controlnet"):
+    for wrapper in ("state_dict", "controlnet", "omcm_state_dict"):
         if isinstance(sd.get(wrapper), dict):
             sd = sd[wrapper]
     return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
@@ -88,6 +88,7 @@ def key_patterns(keys, limit: int = 8) -> str:
 # What a file is, when it is not what a loader wants (§5 steps 2-3, plus the SD files users mix up)
 SPARSECTRL, MOTION_LORA, DOMAIN_ADAPTER = "sparsectrl", "motion_lora", "domain_adapter"
 SD_LORA, SD_CHECKPOINT, MOTION_MODEL = "sd_lora", "sd_checkpoint", "motion_model"
+OMCM = "omcm"  # MotionCtrl's object-motion module; the original T2I-Adapter files have the same key names
 
 _KINDS = {  # kind: (what it is, which node takes it)
     SPARSECTRL: ("a SparseCtrl model (AnimateDiff v3's sparse control net)",
@@ -99,6 +100,9 @@ _KINDS = {  # kind: (what it is, which node takes it)
     SD_LORA: ("a LoRA for the SD model", "Use the core 'Load LoRA' node for it"),
     SD_CHECKPOINT: ("a Stable Diffusion checkpoint", "Load it with 'Load Checkpoint'"),
     MOTION_MODEL: ("a motion model", "Load it with 'Load Motion Model' (file in models/animatediff_models)"),
+    OMCM: ("MotionCtrl's object-motion module (OMCM) or a T2I-Adapter",
+           "Load an OMCM (motionctrl_animatediff_omcm.ckpt) with 'Load MotionCtrl OMCM' (file in models/motionctrl), "
+           "a T2I-Adapter with core 'Load ControlNet Model'"),
 }
 
 
@@ -116,6 +120,8 @@ def detect_kind(keys) -> str | None:
         return SD_CHECKPOINT
     if any("motion_modules." in k or "temporal_attentions." in k for k in keys):
         return MOTION_MODEL
+    if any(k.endswith("conv_in.weight") for k in keys) and any(k.endswith("body.0.block1.weight") for k in keys):
+        return OMCM
     return None
 
 

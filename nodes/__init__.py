@@ -15,6 +15,7 @@ from .save_animation import SaveAnimation
 from .sparsectrl import LoadSparseCtrl, SparseCtrlKeyframes
 from .train_motion_lora import TrainMotionLoRA
 from .training_clips import MakeCameraMoveClips, VideoFolderClips
+from .trajectory import ApplyOMCM, LoadOMCM, Trajectory, TrajectoryAttention, TrajectoryFromVideo
 
 NODE_CLASS_MAPPINGS = {
     "MotionKitLoadMotionModel": LoadMotionModel,
@@ -35,6 +36,11 @@ NODE_CLASS_MAPPINGS = {
     "MotionKitTrainMotionLoRA": TrainMotionLoRA,
     "MotionKitMakeCameraMoveClips": MakeCameraMoveClips,
     "MotionKitVideoFolderClips": VideoFolderClips,
+    "MotionKitTrajectory": Trajectory,
+    "MotionKitTrajectoryFromVideo": TrajectoryFromVideo,
+    "MotionKitLoadOMCM": LoadOMCM,
+    "MotionKitApplyOMCM": ApplyOMCM,
+    "MotionKitTrajectoryAttention": TrajectoryAttention,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadMotionModel": "Load Motion Model (AnimateDiff) 🎞️",
@@ -55,4 +61,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitTrainMotionLoRA": "Train MotionLoRA 🎞️",
     "MotionKitMakeCameraMoveClips": "Make Camera-Move Clips 🎞️",
     "MotionKitVideoFolderClips": "Video Folder to Clips 🎞️",
+    "MotionKitTrajectory": "Trajectory 🎞️",
+    "MotionKitTrajectoryFromVideo": "Trajectory from Video Flow 🎞️",
+    "MotionKitLoadOMCM": "Load MotionCtrl OMCM 🎞️",
+    "MotionKitApplyOMCM": "Apply MotionCtrl OMCM 🎞️",
+    "MotionKitTrajectoryAttention": "Trajectory Attention (training-free) 🎞️",
 }

@@ -1,0 +1,9 @@
+"""Trajectory errors, in the house style (motion.errors): say what is wrong and what to do."""
+try:  # inside the pack (ComfyUI) / as top-level packages (tests, other tools)
+    from ..motion.errors import MotionKitError
+except ImportError:
+    from motion.errors import MotionKitError
+
+
+class TrajectoryError(MotionKitError):
+    """Paths or point lists that cannot become a trajectory (no points, outside the canvas, bad JSON, ...)."""

@@ -1,4 +1,5 @@
 """Thin ComfyUI node classes, one file per feature (classic node API: see README)."""
+from .animate_anyone import ApplyAnimateAnyone, LoadAnimateAnyone
 from .animatelcm_i2v import AnimateLCMI2VImage
 from .apply_motion_model import ApplyMotionModel
 from .context_options import ContextWindows
@@ -27,6 +28,8 @@ NODE_CLASS_MAPPINGS = {
     "MotionKitFreeNoise": FreeNoiseNode,
     "MotionKitFreeInit": FreeInitNode,
     "MotionKitPromptSchedule": PromptSchedule,
+    "MotionKitLoadAnimateAnyone": LoadAnimateAnyone,
+    "MotionKitApplyAnimateAnyone": ApplyAnimateAnyone,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadMotionModel": "Load Motion Model 🎞️",
@@ -42,4 +45,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitFreeNoise": "FreeNoise 🎞️",
     "MotionKitFreeInit": "FreeInit 🎞️",
     "MotionKitPromptSchedule": "Prompt Schedule 🎞️",
+    "MotionKitLoadAnimateAnyone": "Load Animate Anyone 🎞️",
+    "MotionKitApplyAnimateAnyone": "Apply Animate Anyone 🎞️",
 }

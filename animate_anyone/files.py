@@ -139,17 +139,21 @@ def load_unet(sd: dict, name: str, role: str):
         sd |= {"conv_norm_out.weight": torch.ones(320), "conv_norm_out.bias": torch.zeros(320),
                "conv_out.weight": torch.zeros(4, 320, 3, 3), "conv_out.bias": torch.zeros(4)}
     unet_config = comfy.model_detection.unet_config_from_diffusers_unet(sd)
-    expected = set(comfy.utils.unet_to_diffusers(unet_config)) if unet_config else set()
-    missing = sorted(expected - set(sd))
-    if not expected or missing:
-        detail = f"it lacks {len(missing)} weights (e.g. {missing[0]})" if missing else "its layout is not recognised"
-        raise AnimateAnyoneError(f"'{name}' (Animate Anyone's {role}): {detail}; the file is incomplete or not "
-                                 f"{FILES[role]}. Download it again into {WHERE}.")
+    if unet_config is None:
+        raise AnimateAnyoneError(f"'{name}' (Animate Anyone's {role}): its UNet layout is not recognised; the file is "
+                                 f"incomplete or not {FILES[role]}. Download it again into {WHERE}.")
+    names = comfy.utils.unet_to_diffusers(unet_config)  # diffusers key -> ComfyUI key (a superset: all UNet kinds)
     patcher = comfy.sd.load_diffusion_model_state_dict(dict(sd))
     unet = patcher.model.diffusion_model if patcher is not None else None
     if unet is None or getattr(unet, "model_channels", None) != 320 or len(unet.channel_mult) != 4:
         raise AnimateAnyoneError(f"'{name}' (Animate Anyone's {role}) did not load as an SD1.5 UNet; this is not "
                                  f"{FILES[role]}.")
+    own = set(unet.state_dict())
+    missing = sorted(k for k, v in names.items() if v in own and k not in sd)
+    if missing:
+        raise AnimateAnyoneError(f"'{name}' (Animate Anyone's {role}) lacks {len(missing)} weights of the SD1.5 UNet "
+                                 f"(e.g. {missing[0]}); the file is incomplete or not {FILES[role]}. Download it again "
+                                 f"into {WHERE}.")
     return patcher
 
 

@@ -22,6 +22,7 @@ Imports ComfyUI lazily.
 """
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 
@@ -77,10 +78,11 @@ class AnimateAnyoneRun:
             LOG.warning(f"Apply Animate Anyone: the pose images are {poses.shape[2]}×{poses.shape[1]} but the "
                         f"animation is {size[1]}×{size[0]}; they were resized (stretched) to it. Give pose images of "
                         f"the animation's size to control framing.")
-        guider = self.models.pose_guider.to(device=device, dtype=dtype)
+        # a copy on the UNet's device and dtype: the loaded guider is shared and stays exact (fp32, CPU)
+        guider = copy.deepcopy(self.models.pose_guider).to(device=device, dtype=dtype)
         with torch.no_grad():
             self.pose_features = guider(resize(poses, size).movedim(-1, 1).to(device=device, dtype=dtype))
-        self.models.pose_guider.to("cpu", torch.float32)
+        del guider
         if not self.reference:
             return
         # the original resizes the reference to the animation's size without cropping (VaeImageProcessor)

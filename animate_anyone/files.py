@@ -96,7 +96,8 @@ DESCRIBE = {
 
 def check_kind(sd: dict, name: str, role: str) -> None:
     kind = kind_of(sd)
-    ok = {"denoising_unet": ("denoising_unet",), "reference_unet": ("reference_unet", "denoising_unet"),
+    # a denoising UNet saved with its motion modules (stage 2) also works: they are taken from motion_module.pth
+    ok = {"denoising_unet": ("denoising_unet", "unet_with_motion"), "reference_unet": ("reference_unet", "denoising_unet"),
           "pose_guider": ("pose_guider",), "motion_module": ("motion_module", "unet_with_motion")}[role]
     if kind in ok:
         return

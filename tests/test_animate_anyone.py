@@ -204,3 +204,27 @@ def test_wrong_component_says_which_file_and_folder(role, given, message):
     with pytest.raises(AnimateAnyoneError, match=message) as e:
         check_kind(sd, "picked.pth", role)
     assert "'picked.pth'" in str(e.value)
+
+
+def test_unreadable_files_say_which_file_and_what_to_do(tmp_path):
+    from animate_anyone.files import read_weights
+    with pytest.raises(AnimateAnyoneError, match=r"pose_guider file .*missing.pth' does not exist.*models/animate_anyone"):
+        read_weights(str(tmp_path / "missing.pth"), "pose_guider")
+    good = tmp_path / "pose_guider.pth"
+    torch.save(aaf.state_dict("pose_guider"), good)
+    assert set(read_weights(str(good), "pose_guider")) == set(aaf.INVENTORY["pose_guider"])
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(AnimateAnyoneError, match=r"Could not read 'cut.pth'.*download pose_guider.pth again"):
+        read_weights(str(cut), "pose_guider")
+    code = tmp_path / "code.pth"
+    torch.save({"w": torch.zeros(1), "f": SimpleNamespace(a=1)}, code)
+    with pytest.raises(AnimateAnyoneError, match=r"'code.pth'.*Python objects besides weights"):
+        read_weights(str(code), "motion_module")
+
+
+def test_motion_module_of_another_layout_is_refused():
+    from animate_anyone.files import load_motion_module
+    v3 = mf.original_state_dict(mid=False, pe_length=32, device="meta")  # AnimateDiff v3: no mid block
+    with pytest.raises(AnimateAnyoneError, match=r"'v3_sd15_mm.ckpt'.*AnimateDiff v3.*motion_module.pth"):
+        load_motion_module(v3, "v3_sd15_mm.ckpt")

@@ -85,22 +85,39 @@ def published_files(seed: int = 3, zero_pose_out: bool = False) -> dict[str, Pat
     return out
 
 
-def clip_vision_vitl(seed: int = 0) -> dict:
-    """A random CLIP ViT-L/14 vision model with projection (transformers keys, as in sd-image-variations'
-    image_encoder/model.safetensors), built from ComfyUI's own ViT-L config on the meta device."""
-    import comfy.clip_model
-    import comfy.ops
-    comfy_root = Path(comfy.clip_model.__file__).parent
-    config = json.loads((comfy_root / "clip_vision_config_vitl.json").read_text())
-    with torch.device("meta"):
-        model = comfy.clip_model.CLIPVisionModelProjection(config, torch.float32, "meta", comfy.ops.manual_cast)
-    sd = {}
-    for k, v in model.state_dict().items():
-        if "position_ids" in k:
-            continue
-        norm = "layer_norm" in k or "layrnorm" in k or "post_layernorm" in k
-        if norm:
-            sd[k] = (torch.ones if k.endswith("weight") else torch.zeros)(v.shape, dtype=torch.float16)
+def clip_vision_vitl(seed: int = 0, dtype=torch.float16) -> dict:
+    """A random CLIP ViT-L/14 vision model with projection in transformers' CLIPVisionModelWithProjection keys
+    (the layout of sd-image-variations' image_encoder/model.safetensors): width 1024, 24 layers, MLP 4096,
+    patch 14 at 224 px (257 positions), projection 1024 -> 768."""
+    w, mlp = 1024, 4096
+    shapes = {"vision_model.embeddings.class_embedding": (w,),
+              "vision_model.embeddings.patch_embedding.weight": (w, 3, 14, 14),
+              "vision_model.embeddings.position_embedding.weight": (257, w),
+              "vision_model.pre_layrnorm.weight": (w,), "vision_model.pre_layrnorm.bias": (w,),
+              "vision_model.post_layernorm.weight": (w,), "vision_model.post_layernorm.bias": (w,),
+              "visual_projection.weight": (768, w)}
+    for i in range(24):
+        p = f"vision_model.encoder.layers.{i}."
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            shapes[f"{p}self_attn.{proj}.weight"], shapes[f"{p}self_attn.{proj}.bias"] = (w, w), (w,)
+        shapes |= {f"{p}layer_norm1.weight": (w,), f"{p}layer_norm1.bias": (w,),
+                   f"{p}layer_norm2.weight": (w,), f"{p}layer_norm2.bias": (w,),
+                   f"{p}mlp.fc1.weight": (mlp, w), f"{p}mlp.fc1.bias": (mlp,),
+                   f"{p}mlp.fc2.weight": (w, mlp), f"{p}mlp.fc2.bias": (w,)}
+    out = {}
+    for k, shape in shapes.items():
+        if "norm" in k:
+            out[k] = (torch.ones if k.endswith("weight") else torch.zeros)(shape, dtype=dtype)
+        elif "embedding" in k:
+            g = torch.Generator().manual_seed(zlib.crc32(k.encode()) + seed)
+            out[k] = (0.02 * torch.randn(shape, generator=g)).to(dtype)
         else:
-            sd[k] = random_tensor(k, tuple(v.shape), seed, torch.float16)
-    return sd
+            out[k] = random_tensor(k, shape, seed, dtype)
+    return out
+
+
+def sd15_vae(checkpoint) -> dict:
+    """The VAE of a single-file SD1.5 checkpoint as a standalone VAE file (models/vae)."""
+    from safetensors import safe_open
+    with safe_open(str(checkpoint), "pt") as f:
+        return {k[len("first_stage_model."):]: f.get_tensor(k) for k in f.keys() if k.startswith("first_stage_model.")}

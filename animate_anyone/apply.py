@@ -209,8 +209,8 @@ def apply_animate_anyone(model_patcher, models: AnimateAnyoneModels, reference_i
         patcher = executor.class_obj.model_patcher
         model = patcher.model
         dtype = getattr(model, "manual_cast_dtype", None) or model.get_dtype()
-        run.prepare(noise.shape[0], noise.shape[-2], noise.shape[-1], patcher.load_device, dtype)
         try:
+            run.prepare(noise.shape[0], noise.shape[-2], noise.shape[-1], patcher.load_device, dtype)
             return executor(*args, **kwargs)
         finally:
             run.release()  # the bank and pose features live for one sampling run only

@@ -3,6 +3,7 @@ layout (tests/animate_anyone_files.py) loaded through core's conversion and Moti
 then sampled with comfy.sample (8 frames, 64×64). Heavy: two SD1.5-sized UNets (run under the heavy lock).
 """
 import gc
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -91,12 +92,15 @@ def test_schedule_is_v_prediction_on_zero_terminal_snr_linear_betas(aa):
     assert sampling.sigmas[-1] > 1000  # core's finite stand-in for the infinite terminal sigma
 
 
-def test_zero_pose_and_no_reference_bank_equal_plain_animatediff_exactly(aa):
+def test_zero_pose_and_no_reference_bank_equal_plain_animatediff_exactly(aa, caplog):
     from animate_anyone.apply import AnimateAnyoneModels, apply_animate_anyone
     plain = sample(aa.model, aa.embeds)
     zero = AnimateAnyoneModels(aa.models.reference_unet, aa.zero_guider, aa.names)
-    patched, run = apply_animate_anyone(aa.model, zero, aa.image, aa.poses, aa.vae, aa.embeds, reference=False)
-    assert torch.equal(sample(patched, aa.embeds), plain)
+    patched, run = apply_animate_anyone(aa.model, zero, aa.image, aa.poses[:6], aa.vae, aa.embeds, reference=False)
+    with caplog.at_level(logging.WARNING, logger="MotionKit"):
+        assert torch.equal(sample(patched, aa.embeds), plain)
+    assert "6 pose images for 8 latent frames" in caplog.text  # resampled in time, said so
+    assert "pose images are 64×96 but the animation is 64×64" in caplog.text  # resized, said so
     assert run.reference_runs == 0
     # the same with the random pose guider moves the result: the pose path is live
     posed, _ = apply_animate_anyone(aa.model, aa.models, aa.image, aa.poses, aa.vae, aa.embeds, reference=False)

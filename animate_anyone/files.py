@@ -143,8 +143,11 @@ def load_unet(sd: dict, name: str, role: str):
     if unet_config is None:
         raise AnimateAnyoneError(f"'{name}' (Animate Anyone's {role}): its UNet layout is not recognised; the file is "
                                  f"incomplete or not {FILES[role]}. Download it again into {WHERE}.")
-    names = comfy.utils.unet_to_diffusers(unet_config)  # diffusers key -> ComfyUI key (a superset: all UNet kinds)
-    patcher = comfy.sd.load_diffusion_model_state_dict(dict(sd))
+    # core's diffusers -> ComfyUI key map (a superset: optional keys of every UNet kind), applied to the keys this
+    # file has; core's loader then detects and builds its SD1.5 UNet from them, as for an ldm UNet file (given the
+    # diffusers keys it would log each optional key it does not find)
+    names = comfy.utils.unet_to_diffusers(unet_config)
+    patcher = comfy.sd.load_diffusion_model_state_dict({names[k]: v for k, v in sd.items() if k in names})
     unet = patcher.model.diffusion_model if patcher is not None else None
     if unet is None or getattr(unet, "model_channels", None) != 320 or len(unet.channel_mult) != 4:
         raise AnimateAnyoneError(f"'{name}' (Animate Anyone's {role}) did not load as an SD1.5 UNet; this is not "

@@ -1,4 +1,5 @@
 """Thin ComfyUI node classes, one file per feature (classic node API: see README)."""
+from .animate_anyone import ApplyAnimateAnyone, LoadAnimateAnyone
 from .animatelcm_i2v import AnimateLCMI2VImage
 from .apply_motion_model import ApplyMotionModel
 from .context_options import ContextWindows
@@ -41,6 +42,8 @@ NODE_CLASS_MAPPINGS = {
     "MotionKitLoadOMCM": LoadOMCM,
     "MotionKitApplyOMCM": ApplyOMCM,
     "MotionKitTrajectoryAttention": TrajectoryAttention,
+    "MotionKitLoadAnimateAnyone": LoadAnimateAnyone,
+    "MotionKitApplyAnimateAnyone": ApplyAnimateAnyone,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadMotionModel": "Load Motion Model (AnimateDiff) 🎞️",
@@ -66,4 +69,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadOMCM": "Load MotionCtrl OMCM 🎞️",
     "MotionKitApplyOMCM": "Apply MotionCtrl OMCM 🎞️",
     "MotionKitTrajectoryAttention": "Trajectory Attention (training-free) 🎞️",
+    "MotionKitLoadAnimateAnyone": "Load Animate Anyone 🎞️",
+    "MotionKitApplyAnimateAnyone": "Apply Animate Anyone 🎞️",
 }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import zlib
 from pathlib import Path
 
@@ -52,26 +51,8 @@ def state_dict(role: str, seed: int = 0, dtype=torch.float16, zero_pose_out: boo
     return sd
 
 
-def cache_dir() -> Path:
-    env = os.environ.get("MOTIONKIT_TEST_CACHE")
-    d = Path(env).expanduser() if env else Path.home() / ".cache" / "motionkit" / "test_models"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def cached(name: str, build) -> Path:
-    """A file in the test cache, built (atomically) on first use; .pth via torch.save as the original does."""
-    path = cache_dir() / name
-    if not path.exists():
-        tmp = path.with_name(path.name + ".tmp")
-        sd = build()
-        if name.endswith(".safetensors"):
-            from safetensors.torch import save_file
-            save_file(sd, str(tmp))
-        else:
-            torch.save(sd, str(tmp))
-        os.replace(tmp, path)
-    return path
+# the test cache and its atomic build-on-first-use, shared with the other random-weight files
+from test_comfy_motion import _cache_dir as cache_dir, cached_file as cached  # noqa: E402
 
 
 def published_files(seed: int = 3, zero_pose_out: bool = False) -> dict[str, Path]:

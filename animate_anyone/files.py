@@ -19,6 +19,11 @@ import torch
 
 from .errors import AnimateAnyoneError
 
+try:  # inside ComfyUI the pack is one package; in the tests `motion` is top level
+    from ..motion.formats import build_motion_model, classify, load_weights_file
+except ImportError:
+    from motion.formats import build_motion_model, classify, load_weights_file
+
 FOLDER = "animate_anyone"  # ComfyUI/models/animate_anyone
 FILES = {  # role -> published file name
     "denoising_unet": "denoising_unet.pth",
@@ -37,16 +42,7 @@ def read_weights(path: str, role: str) -> dict[str, torch.Tensor]:
         raise AnimateAnyoneError(f"Animate Anyone's {role} file '{path}' does not exist. Put {FILES[role]} from "
                                  f"Moore-AnimateAnyone's pretrained_weights in {WHERE} and pick it in the list.")
     try:
-        if path.lower().endswith((".safetensors", ".sft")):
-            from safetensors.torch import load_file
-            sd = load_file(path, device="cpu")
-        else:
-            try:
-                sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as e:  # files in the legacy (non-zip) format cannot be memory-mapped
-                if "mmap" not in str(e):
-                    raise
-                sd = torch.load(path, map_location="cpu", weights_only=True)
+        sd = load_weights_file(path, mmap=True)
     except Exception as e:
         if "Weights only load failed" in str(e):
             raise AnimateAnyoneError(
@@ -163,11 +159,6 @@ def load_unet(sd: dict, name: str, role: str):
 
 def load_motion_module(sd: dict, name: str):
     """MotionKit's motion model from motion_module.pth (checked to be AnimateDiff v2's layout)."""
-    try:
-        from ..motion.formats import build_motion_model, classify
-    except ImportError:
-        from motion.formats import build_motion_model, classify
-
     check_kind(sd, name, "motion_module")
     info, weights = classify({k: v for k, v in sd.items() if ".motion_modules." in k}, name)
     if info.family != "AnimateDiff v2" or info.max_frames != 32:

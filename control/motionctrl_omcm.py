@@ -35,10 +35,12 @@ from torch import nn
 
 try:
     from ..motion.errors import MotionKitError, WrongFileTypeError
+    from ..motion.formats import load_weights_file
     from ..sampling.context_handler import window_frames as context_window_frames
     from ..trajectory.encoding import DENSE, KERNEL_SUM, Trajectory, fit
 except ImportError:
     from motion.errors import MotionKitError, WrongFileTypeError
+    from motion.formats import load_weights_file
     from sampling.context_handler import window_frames as context_window_frames
     from trajectory.encoding import DENSE, KERNEL_SUM, Trajectory, fit
 
@@ -162,11 +164,7 @@ def read_omcm(path: str) -> dict:
         raise OMCMError(f"OMCM file '{path}' does not exist. Put motionctrl_animatediff_omcm.ckpt in "
                         f"ComfyUI/models/motionctrl and pick it from the list.")
     try:
-        if path.lower().endswith((".safetensors", ".sft")):
-            from safetensors.torch import load_file
-            obj = load_file(path, device="cpu")
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)  # pickled: weights only, never code
+        obj = load_weights_file(path)  # pickled: weights only, never code
     except Exception as e:
         if "Weights only load failed" in str(e):
             raise OMCMError(f"'{name}' contains Python objects besides weights (pickled code or classes), so "

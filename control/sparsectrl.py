@@ -27,11 +27,11 @@ from torch import nn
 
 try:  # inside ComfyUI the pack is one package (<pack>.control); in the tests `control` is top level
     from ..motion.errors import MotionKitError, WrongFileTypeError
-    from ..motion.formats import _KINDS, detect_kind
+    from ..motion.formats import _KINDS, detect_kind, load_weights_file
     from ..motion.model import PER_FRAME, MotionModule
 except ImportError:
     from motion.errors import MotionKitError, WrongFileTypeError
-    from motion.formats import _KINDS, detect_kind
+    from motion.formats import _KINDS, detect_kind, load_weights_file
     from motion.model import PER_FRAME, MotionModule
 
 RGB, SCRIBBLE = "rgb", "scribble"
@@ -304,11 +304,8 @@ def read_file(path: str) -> dict:
         raise SparseCtrlError(f"SparseCtrl file '{path}' does not exist. Put v3_sd15_sparsectrl_rgb.ckpt or "
                               f"v3_sd15_sparsectrl_scribble.ckpt in ComfyUI/models/controlnet and pick it from the list.")
     try:
-        if path.lower().endswith((".safetensors", ".sft")):
-            from safetensors.torch import load_file
-            return load_file(path, device="cpu")
         # animatediff_config (an OmegaConf/dict) rides along in the published pickles; weights_only refuses code
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_weights_file(path)
     except Exception as e:
         if "Weights only load failed" in str(e) and "GLOBAL" in str(e):  # pickled code: refused, never run
             raise SparseCtrlError(

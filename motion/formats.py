@@ -40,6 +40,22 @@ class MotionModelInfo:
 # ---------------------------------------------------------------------------------------------
 # Reading files
 
+def load_weights_file(path: str, mmap: bool = False):
+    """The raw content of a .safetensors file or of a pickled checkpoint read weights-only (torch refuses pickled
+    code, never runs it). `mmap`: memory-map zip-format pickles (legacy pickles are read whole). Every MotionKit
+    reader of model files opens them here; errors propagate for the caller to word for its own file."""
+    if path.lower().endswith((".safetensors", ".sft")):
+        from safetensors.torch import load_file
+        return load_file(path, device="cpu")
+    if mmap:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:  # files in the legacy (non-zip) format cannot be memory-mapped
+            if "mmap" not in str(e):
+                raise
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors or pickled checkpoint (weights-only), wrappers removed."""
     name = os.path.basename(path)
@@ -47,11 +63,7 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
         raise MotionKitError(f"Motion model file '{path}' does not exist. Check the file name, or put the file in "
                              f"ComfyUI/models/animatediff_models and pick it from the list.")
     try:
-        if path.lower().endswith((".safetensors", ".sft")):
-            from safetensors.torch import load_file
-            sd = load_file(path, device="cpu")
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+        sd = load_weights_file(path)
     except Exception as e:  # truncated downloads, HTML error pages saved as .ckpt, pickles with code
         if "Weights only load failed" in str(e) and "GLOBAL" in str(e):  # a pickled class/function: refused, never run
             raise MotionKitError(

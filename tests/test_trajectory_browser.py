@@ -75,13 +75,17 @@ def test_draw_a_path_save_it_and_the_run_uses_it(page):
     (traj,) = [n for n in json.loads(saved)["nodes"] if n["type"] == "MotionKitTrajectory"]
     assert json.loads(traj["widgets_values"][0]) == drawn
 
-    page.evaluate(f"async () => {{ await {APP}.queuePrompt(0, 1); }}")
+    # The server is shared with other browser tests whose prompts reuse the same node ids: only look at new
+    # history entries whose node is this trajectory node.
     server = page.server
+    before = set(server.get_json("/history"))
+    page.evaluate(f"async () => {{ await {APP}.queuePrompt(0, 1); }}")
     entry, end = None, time.monotonic() + 120
     while time.monotonic() < end and entry is None:
-        for item in server.get_json("/history").values():
+        for prompt_id, item in server.get_json("/history").items():
             prompt = item["prompt"][2]
-            if str(node) in prompt and item.get("status", {}).get("completed"):
+            if (prompt_id not in before and prompt.get(str(node), {}).get("class_type") == "MotionKitTrajectory"
+                    and item.get("status", {}).get("completed")):
                 entry = item
         time.sleep(0.3)
     assert entry is not None, diagnostics(page)

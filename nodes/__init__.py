@@ -15,6 +15,7 @@ from .prompt_schedule import PromptSchedule
 from .save_animation import SaveAnimation
 from .sparsectrl import LoadSparseCtrl, SparseCtrlKeyframes
 from .train_motion_lora import TrainMotionLoRA
+from .trailing_scheduler import TrailingScheduler
 from .training_clips import MakeCameraMoveClips, VideoFolderClips
 from .trajectory import ApplyOMCM, LoadOMCM, Trajectory, TrajectoryAttention, TrajectoryFromVideo
 
@@ -44,6 +45,7 @@ NODE_CLASS_MAPPINGS = {
     "MotionKitTrajectoryAttention": TrajectoryAttention,
     "MotionKitLoadAnimateAnyone": LoadAnimateAnyone,
     "MotionKitApplyAnimateAnyone": ApplyAnimateAnyone,
+    "MotionKitTrailingScheduler": TrailingScheduler,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitLoadMotionModel": "Load Motion Model (AnimateDiff) 🎞️",
@@ -71,4 +73,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionKitTrajectoryAttention": "Trajectory Attention (training-free) 🎞️",
     "MotionKitLoadAnimateAnyone": "Load Animate Anyone 🎞️",
     "MotionKitApplyAnimateAnyone": "Apply Animate Anyone 🎞️",
+    "MotionKitTrailingScheduler": "Trailing Scheduler (Animate Anyone) 🎞️",
 }

@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+import numpy as np
+import torch
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -62,3 +65,33 @@ def make_model_sampling(schedule: Schedule):
         class MotionSampling(ModelSamplingDiscreteDistilled, LCM):
             original_timesteps = schedule.lcm_steps
     return MotionSampling(config)
+
+
+# ---- trailing timestep spacing ---------------------------------------------------------------------
+
+def trailing_timesteps(num_timesteps: int, steps: int) -> list[int]:
+    """diffusers' `timestep_spacing="trailing"` (DDIMScheduler.set_timesteps; "Common Diffusion Noise
+    Schedules and Sample Steps are Flawed", Table 2): `steps` timesteps from the last training timestep
+    down, `num_timesteps / steps` apart, as `round(arange(T, 0, -T/steps)) - 1`.
+
+    Computed with numpy's own arange and round (floating stride, ties to even), so it gives diffusers'
+    integers exactly, where ComfyUI's `simple` floors (999 - int(k·T/steps)): at 30 steps 932, 832, ...
+    instead of 933, 833, .... Where numpy's float arange yields one extra value (≈ 0, i.e. timestep -1, at
+    e.g. 61 steps) only the first `steps` are kept.
+    """
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"Trailing spacing needs between 1 and {num_timesteps} steps (the model's training "
+                         f"timesteps), got {steps}.")
+    timesteps = np.round(np.arange(num_timesteps, 0, -num_timesteps / steps))[:steps].astype(np.int64) - 1
+    return timesteps.tolist()
+
+
+def trailing_sigmas(model_sampling, steps: int) -> torch.Tensor:
+    """The sigmas of a ComfyUI model_sampling at the trailing timesteps, then 0 (as ComfyUI's schedulers end).
+
+    `model_sampling.sigmas[t]` is the noise level of training timestep t (discrete models: SD1.5, SDXL, ...),
+    so the UNet is given exactly these timesteps (model_sampling.timestep maps each sigma back to its t).
+    """
+    table = model_sampling.sigmas.detach().float().cpu()
+    picked = table[trailing_timesteps(len(table), steps)]
+    return torch.cat([picked, picked.new_zeros(1)])

@@ -73,8 +73,8 @@ class ApplyAnimateAnyone:
     DESCRIPTION = ("Animates the character in the reference image with the pose images (one skeleton render per "
                    "frame, e.g. from a DWPose/OpenPose preprocessor). Gives the MODEL, the conditioning (the reference "
                    "image's CLIP embedding; there is no text prompt) and an empty LATENT with one frame per pose. "
-                   "Sample with KSampler: ddim, simple, 30 steps, cfg 3.5; add 'Context Windows (Motion)' (24/4) "
-                   "for more than 24 frames.")
+                   "Sample as the original with SamplerCustom: cfg 3.5, KSamplerSelect 'ddim' and 'Trailing Scheduler "
+                   "(Animate Anyone)' at 30 steps; add 'Context Windows (Motion)' (24/4) for more than 24 frames.")
     CATEGORY = "MotionKit/Animate Anyone"
     RETURN_TYPES = ("MODEL", "CONDITIONING", "CONDITIONING", "LATENT")
     RETURN_NAMES = ("model", "positive", "negative", "latent")

@@ -1,6 +1,7 @@
 """Animate Anyone in a real ComfyUI server: the example workflow (reference image + pose video → Load /
-Apply Animate Anyone → KSampler → VAE Decode → Save Animation) at 64×64, 8 frames, and at 40 frames in
-context windows of 24/4; errors. Random weights in the published layouts (tests/animate_anyone_files.py)."""
+Apply Animate Anyone → SamplerCustom with ddim and the Trailing Scheduler → VAE Decode → Save Animation) at
+64×64, 8 frames, and at 40 frames in context windows of 24/4; errors. Random weights in the published layouts
+(tests/animate_anyone_files.py)."""
 from __future__ import annotations
 
 import copy
@@ -47,11 +48,11 @@ def small(frames: int, steps: int = 1, cfg: float | None = None, windows: bool =
     g = copy.deepcopy(example_api())
     g["2"]["inputs"].update(frame_cap=frames, width=64, height=64)
     g["6"]["inputs"].update(width=64, height=64)
-    g["8"]["inputs"]["steps"] = steps
+    g["13"]["inputs"]["steps"] = steps  # the Trailing Scheduler
     if cfg is not None:
-        g["8"]["inputs"]["cfg"] = cfg
+        g["8"]["inputs"]["cfg"] = cfg  # SamplerCustom
     if not windows:
-        g["8"]["inputs"]["model"] = ["6", 0]
+        g["8"]["inputs"]["model"] = g["13"]["inputs"]["model"] = ["6", 0]
     g["10"]["inputs"]["format"] = "webp"
     g["11"] = {"class_type": "SaveLatent", "inputs": {"samples": ["8", 0], "filename_prefix": "t/aa"}}
     return g

@@ -64,3 +64,16 @@ def test_exactly_steps_timesteps_where_numpy_arange_overshoots():
     assert len(ours) == 61 and ours == timesteps[:61] and min(ours) >= 0
     with pytest.raises(ValueError, match="between 1 and 1000 steps"):
         trailing_timesteps(1000, 0)
+
+
+def test_example_samples_as_the_original():
+    """example_workflows' Animate Anyone graph: SamplerCustom with ddim and the Trailing Scheduler on the sampled
+    model, the original's scripts/pose2vid.py defaults (30 steps, cfg 3.5)."""
+    import json
+    from pathlib import Path
+    api = json.loads((Path(__file__).parent.parent / "example_workflows" / "api" / "animate_anyone_api.json").read_text())
+    (sampler,) = [n["inputs"] for n in api.values() if n["class_type"] in ("SamplerCustom", "KSampler")]
+    assert api[sampler["sampler"][0]] == {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "ddim"}}
+    schedule = api[sampler["sigmas"][0]]
+    assert schedule["class_type"] == "MotionKitTrailingScheduler" and schedule["inputs"]["steps"] == 30
+    assert schedule["inputs"]["model"] == sampler["model"] and sampler["cfg"] == 3.5

@@ -75,7 +75,7 @@ def server(comfy_server):
 # ---------------------------------------------------------------------------------------------
 # Workflows (API format)
 
-def base_graph(frames=FRAMES, seed=7, steps=2):
+def base_graph(frames=FRAMES, seed=7, steps=1):
     return {
         "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat walking", "clip": ["4", 1]}},
@@ -115,7 +115,7 @@ def custom_noise_graph(latent_file: str):
         "21": {"class_type": "DisableNoise", "inputs": {}},
         "22": {"class_type": "CFGGuider", "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "cfg": 7.0}},
         "23": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
-        "24": {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": "normal", "steps": 2, "denoise": 1.0}},
+        "24": {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": "normal", "steps": 1, "denoise": 1.0}},
         "25": {"class_type": "SamplerCustomAdvanced", "inputs": {
             "noise": ["21", 0], "guider": ["22", 0], "sampler": ["23", 0], "sigmas": ["24", 0], "latent_image": ["20", 0]}},
     })
@@ -176,7 +176,7 @@ def test_frames_are_coupled_with_samplercustomadvanced(server, frame):
 def test_ksampler_advanced_and_auto_schedule(server):
     g = base_graph()
     g["3"] = {"class_type": "KSamplerAdvanced", "inputs": {
-        "add_noise": "enable", "noise_seed": 7, "steps": 2, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
+        "add_noise": "enable", "noise_seed": 7, "steps": 1, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
         "start_at_step": 0, "end_at_step": 10000, "return_with_leftover_noise": "disable",
         "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}}
     zero_keep = latent(server, with_motion(g, "mm_v2_zero_out.safetensors"))
@@ -191,7 +191,7 @@ def test_example_workflow_runs(server):
     api["4"]["inputs"]["ckpt_name"] = CKPT
     api["10"]["inputs"]["model_name"] = "mm_v2_random.safetensors"
     api["5"]["inputs"].update(width=64, height=64)
-    api["3"]["inputs"]["steps"] = 2
+    api["3"]["inputs"]["steps"] = 1
     frames = api["5"]["inputs"]["batch_size"]
     assert frames == 16
     res = server.run(api).raise_for_status()
@@ -220,7 +220,7 @@ def test_errors_are_clear_and_leave_comfyui_usable(server):
         assert res.status == "error", f"{name}: expected an error"
         for phrase in phrases:
             assert phrase in res.error_message, f"{name}: {phrase!r} not in {res.error_message!r}"
-        assert latent(server, base_graph(frames=2)) is not None
+    # anything an error left patched stays patched: one plain run after all of them shows it
     latent(server, base_graph(frames=2, seed=99))  # force the plain sampler to run again
     assert torch.equal(latent(server, base_graph(frames=2)), plain), "an error left ComfyUI patched"
 

@@ -122,15 +122,15 @@ def test_example_workflow_ui_matches_api(server, name):
 
 
 def test_scribble_hints_follow_their_windows(server):
-    """40 frames in static windows 16/4 (0-15, 12-27, 24-39): scribbles at 0, 20, 39 each reach their own frame
-    in whichever window holds it (re-indexed: 20 is the window 12-27's frame 8). At 5 and 39 with 'nearest
-    hint', the window 12-27 (no hint inside) gets the nearer one (5, 7 frames away; 39 is 12) on its frame 12."""
-    g = add_windows(base(frames=40), length=16, overlap=4, schedule="static", fuse="flat")
+    """20 frames in static windows 8/2 (0-7, 6-13, 12-19): scribbles at 0, 10, 19 each reach their own frame
+    in whichever window holds it (re-indexed: 10 is the window 6-13's frame 4). At 2 and 19 with 'nearest
+    hint', the window 6-13 (no hint inside) gets the nearer one (2, 4 frames away; 19 is 6) on its frame 6."""
+    g = add_windows(base(frames=20), length=8, overlap=2, schedule="static", fuse="flat")
     plain = latent(server, g)
-    three = latent(server, add_sparsectrl(g, SCRIBBLE, images=3, indices="0, 20, -1"))
-    assert changed_frames(plain, three) == {0, 20, 39}
-    nearest = latent(server, add_sparsectrl(g, SCRIBBLE, images=2, indices="5, 39", empty="nearest hint"))
-    assert changed_frames(plain, nearest) == {5, 12, 39}
+    three = latent(server, add_sparsectrl(g, SCRIBBLE, images=3, indices="0, 10, -1"))
+    assert changed_frames(plain, three) == {0, 10, 19}
+    nearest = latent(server, add_sparsectrl(g, SCRIBBLE, images=2, indices="2, 19", empty="nearest hint"))
+    assert changed_frames(plain, nearest) == {2, 6, 19}
 
 
 ERRORS = [  # (graph, phrases in the error)

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+import motion_files
 from omcm_files import cached_omcm_file
 from test_comfy_context import add_motion, add_windows, base, changed_frames
 from test_comfy_motion import MOTION_FILES, cached_file, latent
@@ -21,6 +22,7 @@ from test_comfy_motion import MOTION_FILES, cached_file, latent
 pytestmark = pytest.mark.comfyui
 OMCM_NAME = "motionctrl_animatediff_omcm.ckpt"
 MM = "mm_v2_random.safetensors"
+LORA = "v2_lora_ZoomIn_random.ckpt"  # a MotionLoRA in the published layout, for MM's v2 layers
 NODES = ("MotionKitTrajectory", "MotionKitTrajectoryFromVideo", "MotionKitLoadOMCM", "MotionKitApplyOMCM",
          "MotionKitTrajectoryAttention")
 PATH_A = {"points": [[8, 8], [56, 20], [30, 56]]}
@@ -31,6 +33,8 @@ PATH_LATE = {"points": [[60, 60], [4, 40]], "start_frame": 9, "end_frame": 11}
 def server(comfy_server):
     comfy_server.add_model("motionctrl", OMCM_NAME, cached_omcm_file())
     comfy_server.add_model("animatediff_models", MM, cached_file(MM, MOTION_FILES[MM]))
+    comfy_server.add_model("animatediff_motion_lora", LORA, cached_file(LORA, lambda: motion_files.motion_lora(
+        rank=8, seed=11, scale=0.03)))  # the same file test_comfy_lora builds
     # the OMCM given to the motion-model loader, a motion model given to the OMCM loader
     comfy_server.add_model("animatediff_models", "omcm_in_wrong_folder.ckpt", cached_omcm_file())
     comfy_server.add_model("motionctrl", "mm_in_wrong_folder.safetensors", cached_file(MM, MOTION_FILES[MM]))
@@ -112,9 +116,17 @@ def test_changed_path_changes_exactly_its_frames_in_context_windows(server):
     assert changed_frames(a, b) == {10, 11}
 
 
-def test_omcm_with_a_motion_model_in_windows_runs(server):
-    g = add_windows(add_motion(base(frames=10), MM), length=8, overlap=2, schedule="static", fuse="flat")
-    assert latent(server, add_omcm(g, [PATH_A], 10)).shape == (10, 4, 8, 8)
+def test_omcm_with_a_motion_model_and_a_motion_lora_in_windows(server):
+    """OMCM on a motion model that carries a MotionLoRA, in context windows: each acts on the other's result (the
+    OMCM clone keeps the LoRA's weight patches, the LoRA does not drop OMCM's block patches), every frame."""
+    g = add_windows(add_motion(base(frames=6), MM), length=4, overlap=2, schedule="static", fuse="flat")
+    with_lora = copy.deepcopy(g)
+    with_lora["30"] = {"class_type": "MotionKitLoadMotionLoRA", "inputs": {"lora_name": LORA, "strength": 1.0}}
+    with_lora["11"]["inputs"]["motion_lora"] = ["30", 0]
+    both = latent(server, add_omcm(with_lora, [PATH_A], 6))
+    assert both.shape == (6, 4, 8, 8)
+    assert changed_frames(both, latent(server, add_omcm(g, [PATH_A], 6))) == set(range(6)), "the LoRA was lost"
+    assert changed_frames(both, latent(server, with_lora)) == set(range(6)), "OMCM was lost"
 
 
 def test_trajectory_attention_strength_zero_is_plain_and_strength_changes_the_result(server):

@@ -92,22 +92,27 @@ def test_rgb_hints_reach_their_frames(server, plain8):
     assert torch.equal(latent(server, add_sparsectrl(g, indices="0, -1", hint=0.0, nonhint=0.0)), plain8)
 
 
-def test_interpolation_example_runs_16_frames(server):
-    """The keyframe-interpolation example as shipped (API twin), with the test models and 64x64, one step: 16
-    frames, a motion model, RGB keyframes on frames 0 and -1 (= 15) through core's Apply ControlNet, saved as MP4."""
+@pytest.mark.parametrize("name, placement", [("sparsectrl_rgb_interpolation", ("indices", "0, -1")),
+                                             ("sparsectrl_scribble_storyboard", ("uniform", "0, 8, 15"))])
+def test_examples_run(server, name, placement):
+    """Each SparseCtrl example as shipped (API twin), with the test models, 64x64, 8 frames, one step: a motion
+    model, keyframes placed as shipped (RGB first + last frame through the VAE; three scribbles spread uniformly)
+    through core's Apply ControlNet, saved as MP4."""
     import io
 
     from PIL import Image
-    g = json.loads((EXAMPLES / "api" / "sparsectrl_rgb_interpolation_api.json").read_text())
-    for node, color in (("30", (200, 60, 20)), ("31", (20, 60, 200))):
+    g = json.loads((EXAMPLES / "api" / f"{name}_api.json").read_text())
+    loads = [k for k, v in g.items() if v["class_type"] == "LoadImage"]
+    for node, color in zip(loads, [(200, 60, 20), (20, 60, 200), (240, 240, 240)]):
         buf = io.BytesIO()
         Image.new("RGB", (96, 64), color).save(buf, format="PNG")  # another aspect ratio: cover + centre-crop
         server.add_input(g[node]["inputs"]["image"], buf.getvalue())
+    keyframes = next(v["inputs"] for v in g.values() if v["class_type"] == "MotionKitSparseCtrlKeyframes")
+    assert (keyframes["placement"], keyframes["indices"]) == placement and g["5"]["inputs"]["batch_size"] == 16
     g["4"]["inputs"]["ckpt_name"] = CKPT
     g["10"]["inputs"]["model_name"] = RANDOM
-    g["5"]["inputs"].update(width=64, height=64)
+    g["5"]["inputs"].update(width=64, height=64, batch_size=8)
     g["3"]["inputs"].update(steps=1, cfg=1.0)
-    assert g["21"]["inputs"]["indices"] == "0, -1" and g["5"]["inputs"]["batch_size"] == 16
     res = server.run(g).raise_for_status()
     (video,) = res.files("9", "images")
     assert video.suffix == ".mp4" and video.stat().st_size > 0

@@ -178,12 +178,18 @@ def test_example_workflow_ui_matches_api(server, name):
                                                    for k, v in api.items()}
 
 
-@pytest.mark.parametrize("name", EXAMPLES[:2])
+@pytest.mark.parametrize("name", EXAMPLES)
 def test_example_workflow_runs_small(server, name):
-    """The API example with the test models at 64x64, 2 frames, 1 step: the 512x512x16 trajectory is resampled."""
+    """The API example with the test models at 64x64, 2 frames, 1 step: the 512x512x16 trajectory is resampled
+    (the video-flow example reads a 2-frame test video in place of the artist's footage)."""
+    from media.animation import AnimationSettings, write_animation
     from test_comfy_motion import REPO, CKPT
     g = json.loads((REPO / "example_workflows" / "api" / f"{name}_api.json").read_text())
     server.add_input("trajectory_reference.png", _png())
+    if any(node["class_type"] == "MotionKitLoadVideo" for node in g.values()):
+        frames = torch.stack([torch.roll(torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(0)), 4 * f, 1)
+                              for f in range(4)])
+        write_animation(frames, str(server.input_dir / "input_video.mp4"), AnimationSettings(format="mp4", fps=8))
     for node in g.values():
         i = node["inputs"]
         if node["class_type"] == "CheckpointLoaderSimple":
@@ -198,6 +204,8 @@ def test_example_workflow_runs_small(server, name):
             i.update(filename_prefix="t/traj_example", format="gif")
         elif node["class_type"] == "MotionKitLoadOMCM":
             i["omcm_name"] = OMCM_NAME
+        elif node["class_type"] == "MotionKitLoadVideo":
+            i.update(frame_cap=2, width=64, height=64)
     res = server.run(g).raise_for_status()
     assert "resampled to fit" in server.log_tail(200)
     assert [Path(i["filename"]).suffix for i in res.outputs["9"]["images"]] == [".gif"]

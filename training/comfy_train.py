@@ -17,7 +17,7 @@ How (all on clones; the input MODEL, the loaded motion model and every other gra
   are comfy.ops layers (motion.injection.comfy_layers), which run their `weight_function`s; the frozen weight is
   never written.
 * The UNet's frozen weights enter backward through ModelPatcher weight wrappers too (`Unfrozen`): each layer's
-  weight is used as a normal tensor copy for that layer's forward only.
+  weight is used as a detached normal tensor copy for that layer's forward only.
 * Gradient checkpointing: a PatcherInjection wraps each layer of every UNet block (ResBlocks, spatial transformers,
   motion layers) so only block inputs are kept and each layer is recomputed in backward (weight functions, the
   LoRA's included, run again); the wrappers are run by a forward_timestep_embed_patch (core's own dispatch), with
@@ -68,10 +68,12 @@ class TrainRequest:
 # ComfyUI hooks
 
 class Unfrozen:
-    """ModelPatcher weight wrapper: an inference-mode weight as a normal tensor for this forward (no-op otherwise)."""
+    """ModelPatcher weight wrapper of every UNet layer: the layer's weight as a constant of this forward that backward
+    can use (a normal-tensor copy of an inference-mode weight) but never differentiates (detached: ComfyUI's loaders
+    leave requires_grad on, and a UNet weight must not collect a gradient, which would also cost its size again)."""
 
     def __call__(self, weight):
-        return weight.clone() if weight.is_inference() else weight
+        return weight.detach().clone() if weight.is_inference() else weight.detach()
 
 
 class CheckpointedLayer(nn.Module):

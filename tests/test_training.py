@@ -9,7 +9,9 @@ import torch
 from training import checkpoint
 from training.clips import match_captions, split_clips
 from training.errors import NonFiniteLossError, TrainingError
-from training.lora import MotionLoRALayers
+from torch.nn.utils import parametrize
+
+from training.lora import MotionLoRALayers, WeightDelta
 from training.loop import TrainSettings, evaluate, train
 from training.objective import draw_sigmas, prediction_loss
 from training_helpers import EpsSampling, TinyUNet, denoiser, moving_clip, tiny_motion_model
@@ -46,7 +48,7 @@ class Setup:
     def train(self, steps, seed=0, start_step=0, optimizer_state=None, lr=1e-2, **kw):
         settings = TrainSettings(steps=steps, learning_rate=lr, seed=seed, clips_per_step=1, **kw)
         with self.lora.attached(self.motion):
-            return train(list(self.lora.parameters()), self.clips, self.loss, settings, self.sigmas,
+            return train(self.lora.trainable(), self.clips, self.loss, settings, self.sigmas,
                          start_step=start_step, optimizer_state=optimizer_state)
 
     def eval(self):
@@ -63,19 +65,19 @@ def test_training_lowers_the_loss_deterministically_per_seed():
 
     b = Setup()
     b.train(10, seed=3)
-    for x, y in zip(a.lora.parameters(), b.lora.parameters()):
+    for x, y in zip(a.lora.trainable(), b.lora.trainable()):
         assert torch.equal(x, y)                   # same seed: bit for bit the same LoRA
     c, d = Setup(), Setup()
     c.train(2, seed=4)
     d.train(2, seed=3)
-    assert not all(torch.equal(x, y) for x, y in zip(d.lora.parameters(), c.lora.parameters()))
+    assert not all(torch.equal(x, y) for x, y in zip(d.lora.trainable(), c.lora.trainable()))
 
 
-def test_only_lora_parameters_change_and_hooks_are_removed():
+def test_only_lora_parameters_change_and_the_adapters_are_removed():
     s = Setup()
     motion_before = copy.deepcopy(s.motion.state_dict())
     unet_before = {k: v.clone() for k, v in s.unet.state_dict().items() if not k.startswith("motion_model.")}
-    lora_before = [p.clone() for p in s.lora.parameters()]
+    lora_before = [p.clone() for p in s.lora.trainable()]
     s.train(5)
     for key, value in s.motion.state_dict().items():
         assert torch.equal(value, motion_before[key]), key
@@ -83,8 +85,9 @@ def test_only_lora_parameters_change_and_hooks_are_removed():
     for key, value in unet_before.items():
         assert torch.equal(s.unet.state_dict()[key], value), key
     assert not any(p.requires_grad for p in s.motion.parameters())
-    assert all(not m._forward_hooks for m in s.motion.modules())
-    assert any(not torch.equal(a, b) for a, b in zip(lora_before, s.lora.parameters()))
+    assert not any(parametrize.is_parametrized(m) for m in s.motion.modules())
+    assert not any(isinstance(m, WeightDelta) for m in s.motion.modules())
+    assert any(not torch.equal(a, b) for a, b in zip(lora_before, s.lora.trainable()))
     # up starts at zero: before training the LoRA computes exactly the base model
     fresh = Setup()
     x = torch.randn(2 * FRAMES, 32, 4, 4)
@@ -94,8 +97,8 @@ def test_only_lora_parameters_change_and_hooks_are_removed():
         assert torch.equal(module(x, FRAMES), base)
 
 
-def test_lora_hook_equals_weight_patch():
-    """What training computes (hooks) is the published rule W + up @ down (what Load MotionLoRA patches in)."""
+def test_lora_adapter_equals_weight_patch():
+    """What training computes (weight adapters) is the published rule W + up @ down (what Load MotionLoRA patches in)."""
     s = Setup()
     with torch.no_grad():
         for p in s.lora.up:
@@ -103,15 +106,15 @@ def test_lora_hook_equals_weight_patch():
     x = torch.randn(2 * FRAMES, 64, 2, 2)
     module = s.motion.up_blocks[0].motion_modules[1]
     with s.lora.attached(s.motion):
-        hooked = module(x, FRAMES)
+        adapted = module(x, FRAMES)
     patched = copy.deepcopy(s.motion)
     sd = s.lora.state_dict_published()
     params = dict(patched.named_parameters())
     for name, path in s.lora.targets.items():
         params[path + ".weight"].data += sd[f"{name}_lora.up.weight"] @ sd[f"{name}_lora.down.weight"]
     direct = patched.up_blocks[0].motion_modules[1](x, FRAMES)
-    torch.testing.assert_close(hooked, direct, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(hooked, module(x, FRAMES))
+    torch.testing.assert_close(adapted, direct, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(adapted, module(x, FRAMES))
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -127,28 +130,28 @@ def test_resume_continues_exactly(tmp_path):
     second.lora.load_published(saved.weights, "resume.safetensors")
     assert saved.metadata.step == 2
     second.train(2, seed=2, start_step=saved.metadata.step, optimizer_state=saved.optimizer_state)
-    for x, y in zip(whole.lora.parameters(), second.lora.parameters()):
+    for x, y in zip(whole.lora.trainable(), second.lora.trainable()):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-7)
 
 
 def test_nan_loss_stops_before_updating():
     s = Setup()
-    before = [p.clone() for p in s.lora.parameters()]
+    before = [p.clone() for p in s.lora.trainable()]
     s.clips = s.clips.clone()
     s.clips[0, 3, 0, 0, 0] = float("nan")
     s.clips[1, 3, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteLossError, match="learning_rate"):
         s.train(3)
-    assert all(torch.equal(a, b) for a, b in zip(before, s.lora.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, s.lora.trainable()))
 
 
 def test_bf16_training_matches_fp32_loss_and_keeps_an_fp32_lora():
     a, b = Setup(), Setup()
     bf16 = a.train(1, seed=3, dtype=torch.bfloat16)
     fp32 = b.train(1, seed=3)
-    assert all(p.dtype == torch.float32 for p in a.lora.parameters())
+    assert all(p.dtype == torch.float32 for p in a.lora.trainable())
     assert abs(bf16.losses[0] - fp32.losses[0]) < 0.05 * fp32.losses[0]  # the same objective, in bf16 arithmetic
-    assert not all(torch.equal(x, y) for x, y in zip(a.lora.parameters(), Setup().lora.parameters()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.lora.trainable(), Setup().lora.trainable()))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,14 +4,24 @@ How (all on clones; the input MODEL, the loaded motion model and every other gra
 * The motion model is applied with motion.injection.apply_motion_model to a clone of the MODEL, exactly as for
   sampling, with the motion model's own noise schedule; so the UNet runs as it will when the LoRA is used.
 * It trains on a private copy of the motion model (motion.lora.unpatched_copy, its weights as loaded): ComfyUI
-  runs nodes under torch.inference_mode, and inference tensors cannot take part in backward. The LoRA acts on the
-  copy through forward hooks (training.lora), so even the copy's weights never change.
-* The UNet's frozen weights enter backward through ModelPatcher weight wrappers (core's Train LoRA does the same):
-  each layer's weight is used as a normal tensor copy for that layer's forward only.
+  runs nodes under torch.inference_mode, and inference tensors cannot take part in backward; and the copy keeps
+  another graph's MotionLoRA (patched into the shared loaded model) out of training.
+* The LoRA is core's own LoRA training machinery: each to_q/to_k/to_v/to_out.0 of every motion-module attention
+  block gets a `comfy.weight_adapter.lora.LoraDiff` (alpha = rank: scale exactly 1, so W' = W + up @ down, the
+  published MotionLoRA rule; initialised as diffusers', see training.lora), registered with
+  `ModelPatcher.add_weight_wrapper` for that layer's weight key, as core's Train LoRA (comfy_extras/nodes_train.py)
+  does for UNet layers. The key is the motion model's, on the motion model's ModelPatcher: that patcher is the
+  MODEL clone's additional model, and ModelPatcher.load walks only its own model with the injections ejected, so
+  the motion layers get their weight functions when (and only when) the motion patcher itself is loaded. Hence
+  both are loaded together here, as core's sampling does (model + get_nested_additional_models). The motion layers
+  are comfy.ops layers (motion.injection.comfy_layers), which run their `weight_function`s; the frozen weight is
+  never written.
+* The UNet's frozen weights enter backward through ModelPatcher weight wrappers too (`Unfrozen`): each layer's
+  weight is used as a detached normal tensor copy for that layer's forward only.
 * Gradient checkpointing: a PatcherInjection wraps each layer of every UNet block (ResBlocks, spatial transformers,
-  motion layers) so only block inputs are kept and each layer is recomputed in backward; the wrappers are run by a
-  forward_timestep_embed_patch (core's own dispatch), with the call's transformer_options frozen for the
-  recomputation.
+  motion layers) so only block inputs are kept and each layer is recomputed in backward (weight functions, the
+  LoRA's included, run again); the wrappers are run by a forward_timestep_embed_patch (core's own dispatch), with
+  the call's transformer_options frozen for the recomputation.
 * The loss is the model's own objective through its model_sampling (training.objective); the loop is training.loop.
 """
 from __future__ import annotations
@@ -31,11 +41,11 @@ from .loop import TrainSettings, train
 from .objective import draw_sigmas, prediction_loss
 
 try:
-    from ..motion.injection import MotionSettings, apply_motion_model, compute_dtype
+    from ..motion.injection import MotionSettings, applications, apply_motion_model, compute_dtype
     from ..motion.lora import MotionLoRA, read_motion_lora, unpatched_copy
     from ..sampling import schedules
 except ImportError:
-    from motion.injection import MotionSettings, apply_motion_model, compute_dtype
+    from motion.injection import MotionSettings, applications, apply_motion_model, compute_dtype
     from motion.lora import MotionLoRA, read_motion_lora, unpatched_copy
     from sampling import schedules
 
@@ -58,10 +68,12 @@ class TrainRequest:
 # ComfyUI hooks
 
 class Unfrozen:
-    """ModelPatcher weight wrapper: an inference-mode weight as a normal tensor for this forward (no-op otherwise)."""
+    """ModelPatcher weight wrapper of every UNet layer: the layer's weight as a constant of this forward that backward
+    can use (a normal-tensor copy of an inference-mode weight) but never differentiates (detached: ComfyUI's loaders
+    leave requires_grad on, and a UNet weight must not collect a gradient, which would also cost its size again)."""
 
     def __call__(self, weight):
-        return weight.clone() if weight.is_inference() else weight
+        return weight.detach().clone() if weight.is_inference() else weight.detach()
 
 
 class CheckpointedLayer(nn.Module):
@@ -112,8 +124,31 @@ def checkpointing_injection():
     return PatcherInjection(inject=inject, eject=eject)
 
 
-def training_patcher(model, loaded_motion, motion_copy, dtype: torch.dtype, gradient_checkpointing: bool):
-    """A MODEL clone that runs the UNet + motion copy for training (see the module docstring)."""
+def lora_diff(up: torch.Tensor, down: torch.Tensor):
+    """One layer's trainable LoRA as core's weight adapter: LoraDiff computes w + (alpha / rank)·(up @ down); with
+    alpha = rank that factor is exactly 1.0, the published MotionLoRA rule. It copies `up` / `down` in (its own
+    create_train init, up random and down zero, is the reverse of diffusers' and is not used)."""
+    from comfy.weight_adapter.lora import LoraDiff
+
+    return LoraDiff((up, down, float(up.shape[1]), None, None, None))
+
+
+def motion_patcher_of(m, motion_copy):
+    """The ModelPatcher of `motion_copy` riding on the MODEL clone `m` (motion.injection.apply_motion_model)."""
+    app = next(a for a in applications(m) if a.motion_model is motion_copy)
+    (patcher,) = m.get_additional_models_with_key(app.key)
+    return patcher
+
+
+def add_lora_wrappers(motion_patcher, lora: MotionLoRALayers) -> None:
+    """Each LoRA adapter as a weight wrapper of its layer's weight key on the motion model's ModelPatcher."""
+    for name, adapter in zip(lora.names, lora.adapters):
+        motion_patcher.add_weight_wrapper(f"{lora.targets[name]}.weight", adapter)
+
+
+def training_patcher(model, loaded_motion, motion_copy, lora: MotionLoRALayers, dtype: torch.dtype,
+                     gradient_checkpointing: bool):
+    """A MODEL clone that runs the UNet + motion copy with the LoRA for training (see the module docstring)."""
     schedule = schedules.resolve(schedules.AUTO, loaded_motion.info.schedule)
     sampling = schedules.make_model_sampling(schedule) if schedule is not None else None
     m = apply_motion_model(model, motion_copy, loaded_motion.info, loaded_motion.name, MotionSettings(), sampling)
@@ -123,18 +158,32 @@ def training_patcher(model, loaded_motion, motion_copy, dtype: torch.dtype, grad
             m.add_weight_wrapper(f"{name}.weight", Unfrozen())
         if hasattr(module, "bias_function") and getattr(module, "bias", None) is not None:
             m.add_weight_wrapper(f"{name}.bias", Unfrozen())
+    add_lora_wrappers(motion_patcher_of(m, motion_copy), lora)
     if gradient_checkpointing:
         m.set_injections(CHECKPOINT_KEY, [checkpointing_injection()])
         m.set_model_forward_timestep_embed_patch((CheckpointedLayer, checkpointed_handler))
     return m
 
 
+def check_lora_attached(motion_copy, lora: MotionLoRALayers) -> None:
+    """After loading: every LoRA adapter is a weight function of its motion layer (never train nothing silently)."""
+    modules = dict(motion_copy.named_modules())
+    missing = [name for name, adapter in zip(lora.names, lora.adapters)
+               if not any(f is adapter for f in getattr(modules[lora.targets[name]], "weight_function", ()))]
+    if missing:
+        raise TrainingError(f"ComfyUI did not attach the LoRA to {len(missing)} of the motion model's {len(lora.names)} "
+                            f"attention layers (e.g. {missing[0]}), so training would not change them. Please report "
+                            f"this with your ComfyUI version.")
+
+
 def unload(m) -> None:
-    """Take the training clone out of ComfyUI's loaded models (ejecting its layers), so nothing of it stays."""
+    """Take the training clone and its motion patcher out of ComfyUI's loaded models (ejecting its layers), so nothing
+    of it stays."""
     import comfy.model_management as mm
 
+    ours = [m, *m.get_nested_additional_models()]
     for i in range(len(mm.current_loaded_models) - 1, -1, -1):
-        if mm.current_loaded_models[i].model is m:
+        if any(mm.current_loaded_models[i].model is p for p in ours):
             mm.current_loaded_models.pop(i).model_unload()
     m.detach()
 
@@ -206,15 +255,18 @@ def run(model, loaded_motion, latents: list, captions: list, request: TrainReque
         # (read here: tensors made under ComfyUI's inference mode could not be updated by the optimizer)
         saved = check_resume(request.resume_path, info, name) if request.resume_path else None
         motion_copy = unpatched_copy(loaded_motion.model, compute_dtype(model))
-        lora = MotionLoRALayers(motion_copy, request.rank, torch.Generator().manual_seed(settings.seed))
+        lora = MotionLoRALayers(motion_copy, request.rank, torch.Generator().manual_seed(settings.seed), lora_diff)
         if saved is not None:
             lora.load_published(saved.weights, os.path.basename(request.resume_path))
-        m = training_patcher(model, loaded_motion, motion_copy, settings.dtype, request.gradient_checkpointing)
+        m = training_patcher(model, loaded_motion, motion_copy, lora, settings.dtype, request.gradient_checkpointing)
         try:
-            mm.load_models_gpu([m], force_full_load=True)
+            # the motion patcher too (core's sampling loads a model's additional models with it): loading it is what
+            # hangs the LoRA adapters on the motion layers, and moves the copy and the adapters to the device
+            mm.load_models_gpu([m, *m.get_nested_additional_models()], force_full_load=True)
+            check_lora_attached(motion_copy, lora)
             device = m.load_device
             settings.device_type = torch.device(device).type
-            lora.to(device)
+            lora.to(device)  # (loading moved it already: ComfyUI moves weight functions with their layers)
             sampling = m.get_model_object("model_sampling")
             frames = clips.shape[1]
             per_clip = [model_conds(m, e, frames, clips.shape[2:], device) for e in entries]
@@ -242,11 +294,9 @@ def run(model, loaded_motion, latents: list, captions: list, request: TrainReque
                     checkpoint.save(request.save_path, lora.state_dict_published(), metadata, optimizer_state)
 
             start = saved.metadata.step if saved is not None else 0
-            with lora.attached(motion_copy):
-                result = train(list(lora.parameters()), clips_dev, loss_fn, settings, lambda n, g: draw_sigmas(sampling, n, g),
-                               start_step=start, optimizer_state=saved.optimizer_state if saved is not None else None,
-                               on_step=progress, on_save=on_save,
-                               check_interrupt=mm.throw_exception_if_processing_interrupted)
+            result = train(lora.trainable(), clips_dev, loss_fn, settings, lambda n, g: draw_sigmas(sampling, n, g),
+                           start_step=start, optimizer_state=saved.optimizer_state if saved is not None else None,
+                           on_step=progress, on_save=on_save, check_interrupt=mm.throw_exception_if_processing_interrupted)
         finally:
             unload(m)
         weights = lora.state_dict_published()

@@ -92,6 +92,7 @@ def test_nodes_are_registered(server):
 def test_motion_lora_stack_and_the_shared_motion_model(server):
     """(The math, composition and order of a stack are checked on the weights in test_motion_lora.py.)"""
     motion = tcm.with_motion(tcm.base_graph(frames=FRAMES), MOTION)
+    motion["3"]["inputs"]["cfg"] = 1.0  # cond only: the LoRA's weights are the subject
     base = sampled(server, motion)
     zero = sampled(server, with_loras(motion, [(ZOOM, 0.0)]))
     assert torch.equal(zero, base), "a MotionLoRA at strength 0 must change nothing"

@@ -32,7 +32,7 @@ def custom_graph(noise: dict, seed=7, motion=True, steps=STEPS):
     del g["3"]
     g.update({
         "21": noise,
-        "22": {"class_type": "CFGGuider", "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "cfg": 7.0}},
+        "22": {"class_type": "CFGGuider", "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "cfg": 1.0}},  # cond only: the noise is the subject
         "23": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
         "24": {"class_type": "BasicScheduler", "inputs": {"model": ["4", 0], "scheduler": "normal", "steps": steps, "denoise": 1.0}},
         "25": {"class_type": "SamplerCustomAdvanced", "inputs": {

@@ -22,10 +22,12 @@ from einops import rearrange
 try:
     from ..motion.errors import MotionKitError
     from ..sampling.context_handler import window_frames
+    from ..sampling.percent_range import in_sigma_range, set_sigma_range
     from ..trajectory.encoding import Trajectory, fit
 except ImportError:
     from motion.errors import MotionKitError
     from sampling.context_handler import window_frames
+    from sampling.percent_range import in_sigma_range, set_sigma_range
     from trajectory.encoding import Trajectory, fit
 
 
@@ -65,8 +67,7 @@ class BoxAttention:
     cache: dict = field(default_factory=dict)  # the same bias serves every step and every layer of a resolution
 
     def active(self, extra_options: dict) -> bool:
-        sigmas = extra_options.get("sigmas")
-        return sigmas is None or self.end_sigma <= float(sigmas.max()) <= self.start_sigma
+        return in_sigma_range(self, extra_options)
 
     def bias(self, q_rows: int, tokens_len: int, extra_options: dict) -> torch.Tensor | None:
         """[rows, 1, N, T] additive logits, or None when nothing is biased in this call."""
@@ -187,9 +188,7 @@ def apply_box_attention(model_patcher, trajectory: Trajectory, tokens: list[int]
             box.cache.clear()
 
     def pre_run(patcher):
-        sampling = patcher.get_model_object("model_sampling")
-        box.start_sigma = float(sampling.percent_to_sigma(start_percent))
-        box.end_sigma = float(sampling.percent_to_sigma(end_percent))
+        set_sigma_range(box, patcher.get_model_object("model_sampling"))
 
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, key, outer_sample)
     m.add_callback_with_key(CallbacksMP.ON_PRE_RUN, key, pre_run)

@@ -37,11 +37,13 @@ try:
     from ..motion.errors import MotionKitError, WrongFileTypeError
     from ..motion.formats import load_weights_file
     from ..sampling.context_handler import window_frames as context_window_frames
+    from ..sampling.percent_range import in_sigma_range, set_sigma_range
     from ..trajectory.encoding import DENSE, KERNEL_SUM, Trajectory, fit
 except ImportError:
     from motion.errors import MotionKitError, WrongFileTypeError
     from motion.formats import load_weights_file
     from sampling.context_handler import window_frames as context_window_frames
+    from sampling.percent_range import in_sigma_range, set_sigma_range
     from trajectory.encoding import DENSE, KERNEL_SUM, Trajectory, fit
 
 LOG = logging.getLogger("MotionKit")
@@ -224,8 +226,7 @@ class OMCMRun:
     warned_size: bool = False
 
     def active(self, transformer_options: dict) -> bool:
-        sigmas = transformer_options.get("sigmas")
-        return sigmas is None or self.end_sigma <= float(sigmas.max()) <= self.start_sigma
+        return in_sigma_range(self, transformer_options)
 
     def features(self, frames: list[int], device, dtype) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         key = (tuple(frames), str(device), dtype)
@@ -311,9 +312,7 @@ def apply_omcm(model_patcher, omcm: OMCM, trajectory: Trajectory, strength: floa
             run.cache.clear()  # features hold device memory; the flow is small and stays
 
     def pre_run(patcher):
-        sampling = patcher.get_model_object("model_sampling")
-        run.start_sigma = float(sampling.percent_to_sigma(start_percent))
-        run.end_sigma = float(sampling.percent_to_sigma(end_percent))
+        set_sigma_range(run, patcher.get_model_object("model_sampling"))
 
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, key, outer_sample)
     m.add_callback_with_key(CallbacksMP.ON_PRE_RUN, key, pre_run)

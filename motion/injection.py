@@ -28,6 +28,11 @@ from .errors import IncompatibleModelError, TooManyFramesError
 from .formats import MotionModelInfo
 from .model import POOLED, MotionModel
 
+try:
+    from ..sampling.percent_range import in_sigma_range, set_sigma_range
+except ImportError:  # motion/ imported as a top-level package (its own tests)
+    from sampling.percent_range import in_sigma_range, set_sigma_range
+
 LAYER_NAME = "motionkit_motion"
 # transformer_options entry: {motion module: tensor added to its input} (AnimateLCM-I2V image features,
 # put there per UNet call by motion.image_conditioning)
@@ -48,8 +53,7 @@ class MotionSettings:
 
 def in_range(settings: MotionSettings, transformer_options: dict) -> bool:
     """Whether this UNet call's sigma lies in the part of sampling the motion model acts in."""
-    sigmas = transformer_options.get("sigmas")
-    return sigmas is None or settings.end_sigma <= float(sigmas.max()) <= settings.start_sigma
+    return in_sigma_range(settings, transformer_options)
 
 
 def frame_scale(settings: MotionSettings, frames: int, transformer_options: dict):
@@ -354,9 +358,7 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
         return executor(*args, **kwargs)
 
     def pre_run(patcher):
-        sampling = patcher.get_model_object("model_sampling")
-        settings.start_sigma = float(sampling.percent_to_sigma(settings.start_percent))
-        settings.end_sigma = float(sampling.percent_to_sigma(settings.end_percent))
+        set_sigma_range(settings, patcher.get_model_object("model_sampling"))
 
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, app.key, outer_sample)
     m.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, app.key, diffusion_model)

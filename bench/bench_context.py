@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Context windows: seconds per step and peak memory for 16-128 frames, beside plain SD on the same frames.
 
-One ComfyUI process, the helpers of bench_motion.py (ComfyUI imported in-process, the pack loaded with
+One ComfyUI process, the helpers of bench/harness.py (ComfyUI imported in-process, the pack loaded with
 ComfyUI's own loader, API workflows through `execution.PromptExecutor`, per-step time from the progress-bar
 callbacks, peak RSS = VmHWM reset before each run). For each frame count N:
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 HERE = Path(os.path.abspath(__file__)).parent
 sys.path.insert(0, str(HERE))
-import bench_motion as bm  # noqa: E402  (shared helpers: ComfyUI in-process, memory, files)
+import harness as bm  # noqa: E402  (bench/harness.py: ComfyUI in this process, inputs, threads, memory)
 
 LENGTH, OVERLAP, SCHEDULE, FUSE = 16, 4, "static", "pyramid"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(os.path.abspath(__file__)).parent
 sys.path.insert(0, str(HERE))
-import bench_motion as bm  # noqa: E402
+import harness as bm  # noqa: E402  (bench/harness.py: ComfyUI in this process, inputs, threads, memory)
 
 
 def main(argv=None) -> int:

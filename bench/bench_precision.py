@@ -30,7 +30,8 @@ from pathlib import Path
 
 HERE = Path(os.path.abspath(__file__)).parent
 sys.path.insert(0, str(HERE))
-import bench_motion as bm  # noqa: E402  (bench/bench_motion.py: ComfyUI in this process, inputs, threads)
+import harness as bm  # noqa: E402  (bench/harness.py: ComfyUI in this process, inputs, threads, memory)
+from bench_motion import MotionTimer  # noqa: E402  (times every motion-module call)
 
 
 def graph(comfy, args, ckpt_name, motion_name, seed, steps):
@@ -130,7 +131,7 @@ def main(argv=None) -> int:
         return r
 
     capture = []
-    timer = bm.MotionTimer(comfy)
+    timer = MotionTimer(comfy)
     timer.__enter__()
     for kind in ("plain", "auto", "bf16"):  # warm-up: loading, first calls
         timer.enabled = kind == "auto"

@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """SparseCtrl's cost: seconds per step and peak memory of a 16-frame animation with and without SparseCtrl.
 
-One ComfyUI process, the helpers of bench_motion.py (ComfyUI imported in-process, the pack loaded with
+One ComfyUI process, the helpers of bench/harness.py (ComfyUI imported in-process, the pack loaded with
 ComfyUI's own loader, API workflows through `execution.PromptExecutor`, per-step time from the progress-bar
 callbacks, peak RSS = VmHWM reset before each run). Both workflows: SD1.5 + a v2 motion model, same size,
 frames, steps, sampler, cfg; the SparseCtrl one adds Load SparseCtrl (RGB) -> SparseCtrl Keyframes (0, -1)
 -> core Apply ControlNet (two keyframe images, the checkpoint's VAE). One warm-up of each (loads the models),
 then `--repeats` alternating runs; medians. Files: the random full-size SparseCtrl of the tests
-(tests/sparsectrl_files.py) and bench_motion's random v2 motion model.
+(tests/sparsectrl_files.py) and harness.py's random v2 motion model.
 
 Expectation: the encoder is a ControlNet-sized copy of the UNet's encoder half plus 8 motion modules, so a
 step should cost no more than one extra UNet encoder pass (ratio well under 1.5 at cfg > 1).
@@ -27,7 +27,7 @@ from pathlib import Path
 
 HERE = Path(os.path.abspath(__file__)).parent
 sys.path.insert(0, str(HERE))
-import bench_motion as bm  # noqa: E402
+import harness as bm  # noqa: E402  (bench/harness.py: ComfyUI in this process, inputs, threads, memory)
 
 OUTPUT = {"animation": "19", "sparsectrl": "29"}
 

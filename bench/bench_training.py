@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train MotionLoRA: seconds per training step and peak RSS, in one ComfyUI process (bench_motion's harness).
+"""Train MotionLoRA: seconds per training step and peak RSS, in one ComfyUI process (bench/harness.py).
 
 Workflow: CheckpointLoaderSimple + Load Motion Model (random v2, fp16 file) → EmptyImage (a gradient-free
 still is enough for timing) → Make Camera-Move Clips (zoom_in) → VAE Encode → Train MotionLoRA (filename empty:
@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent / "tests")]
 
-import bench_motion as bm  # noqa: E402
+import harness as bm  # noqa: E402  (bench/harness.py: ComfyUI in this process, inputs, threads, memory)
 
 
 def workflow(ckpt: str, motion: str, size: int, frames: int, steps: int, checkpointing: bool, dtype: str, seed: int,

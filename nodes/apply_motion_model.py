@@ -37,13 +37,10 @@ class ApplyMotionModel:
                                                                   "Schedule': multiplies motion_scale frame by frame."}),
             "precision": (motion_precision.CHOICES, {
                 "default": motion_precision.AUTO,
-                "tooltip": "The dtype the motion modules compute in. auto = the model's own dtype (exact; use this "
-                           "unless you want speed). bf16 = about 2x faster motion modules on CPUs with bf16 "
-                           "instructions (avx512_bf16/AMX), but 4-8x SLOWER on CPUs without them (a warning says so); "
-                           "it moves the final latents by about 1.5-3% of what the motion model adds (measured "
-                           "1.5% at 64x64 in 3 steps; 2.2% at 64x64 and 2.7% at 256x256 in longer runs, 16 frames). "
-                           "fp16 = for GPUs only (slow on CPU). fp32 = full precision even when the model runs in "
-                           "fp16/bf16."}),
+                "tooltip": "The dtype the motion modules compute in. auto = the model's own (exact; use this "
+                           "unless you want speed). bf16 = faster where the hardware has bf16 instructions, "
+                           "slower on CPUs without them, and a little less exact (figures: README, Apply Motion "
+                           "Model). fp16 = GPUs only. fp32 = full precision under an fp16/bf16 model."}),
         }}
 
     def apply(self, model, motion_model, motion_scale, start_percent, end_percent, noise_schedule, motion_lora=None,

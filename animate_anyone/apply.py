@@ -32,10 +32,7 @@ from .errors import AnimateAnyoneError
 from .pose_guider import PoseGuider, pose_features_for_rows, poses_to_frames
 from .reference_attention import ReferenceAttention, ReferenceBank
 
-try:
-    from ..motion.injection import frames_in_call
-except ImportError:
-    from motion.injection import frames_in_call
+from ..motion.injection import frames_in_call
 
 LOG = logging.getLogger("MotionKit")
 KEY = "motionkit_animate_anyone"
@@ -228,10 +225,7 @@ def conditioning(clip_embeds: torch.Tensor):
 
 def load_animate_anyone(denoising, reference, pose_guider, motion, names: dict):
     """(MODEL, AnimateAnyoneModels) from the four state dicts. Imports ComfyUI."""
-    try:
-        from ..motion.injection import MotionSettings, apply_motion_model
-    except ImportError:
-        from motion.injection import MotionSettings, apply_motion_model
+    from ..motion.injection import MotionSettings, apply_motion_model
     from .files import load_motion_module, load_unet
     from .pose_guider import pose_guider_from_state_dict
     from .schedule import make_model_sampling

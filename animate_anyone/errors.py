@@ -1,8 +1,5 @@
 """Errors an artist can act on (house style of motion/errors.py: name the file and the fix)."""
-try:  # inside ComfyUI the pack is a package; in the unit tests `motion` is top level
-    from ..motion.errors import MotionKitError
-except ImportError:
-    from motion.errors import MotionKitError
+from ..motion.errors import MotionKitError
 
 
 class AnimateAnyoneError(MotionKitError):

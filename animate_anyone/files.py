@@ -19,10 +19,7 @@ import torch
 
 from .errors import AnimateAnyoneError
 
-try:  # inside ComfyUI the pack is one package; in the tests `motion` is top level
-    from ..motion.formats import build_motion_model, classify, load_weights_file
-except ImportError:
-    from motion.formats import build_motion_model, classify, load_weights_file
+from ..motion.formats import build_motion_model, classify, load_weights_file
 
 FOLDER = "animate_anyone"  # ComfyUI/models/animate_anyone
 FILES = {  # role -> published file name

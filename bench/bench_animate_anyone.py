@@ -25,6 +25,7 @@ from pathlib import Path
 
 REPO = Path(os.path.abspath(__file__)).resolve().parent.parent
 sys.path[:0] = [str(REPO / "tests"), str(REPO)]
+import pack_package  # noqa: E402,F401  (tests/pack_package.py: the pack as the package `motionkit`)
 
 
 def rss_peak_reset():
@@ -63,8 +64,8 @@ def main():
     import comfy.sd
 
     import animate_anyone_files as aaf
-    from animate_anyone.apply import apply_animate_anyone, load_animate_anyone
-    from animate_anyone.files import read_weights
+    from motionkit.animate_anyone.apply import apply_animate_anyone, load_animate_anyone
+    from motionkit.animate_anyone.files import read_weights
     from sd15_checkpoint import cached_sd15_checkpoint
 
     t0 = time.perf_counter()
@@ -117,7 +118,7 @@ def main():
     h, wd, frames, rows, b = 768 // 8, 512 // 8, 24, 48, 2
     unet = model.model.diffusion_model
     bank_tokens = 0
-    for name, number, index in __import__("animate_anyone.apply", fromlist=["x"]).transformer_blocks(unet):
+    for name, number, index in __import__("motionkit.animate_anyone.apply", fromlist=["x"]).transformer_blocks(unet):
         level = {"input": [0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3], "middle": [3],
                  "output": [3, 3, 3, 2, 2, 2, 1, 1, 1, 0, 0, 0]}[name][number]
         ch = 320 * (1, 2, 4, 4)[level]

@@ -32,6 +32,7 @@ def main(argv=None) -> int:
 
     sys.path.insert(0, str(bm.REPO))
     sys.path.insert(0, str(bm.TESTS))
+    import pack_package  # noqa: F401  (the pack as the package `motionkit`)
     import torch
     threads, note = bm.choose_threads(args.threads, torch)
     root = bm.find_comfyui()
@@ -40,9 +41,9 @@ def main(argv=None) -> int:
     comfy.options.enable_args_parsing(False)
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
-    from motion.formats import load_motion_model
-    from motion.injection import comfy_layers
-    from motion.model import MotionModel
+    from motionkit.motion.formats import load_motion_model
+    from motionkit.motion.injection import comfy_layers
+    from motionkit.motion.model import MotionModel
 
     before, info = load_motion_model(str(bm.default_motion_file()))
     before = before.float()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import pack_package  # noqa: E402,F401  (tests/pack_package.py: the pack as the package `motionkit`)
 
 
 def vm(field: str) -> float:
@@ -48,8 +49,8 @@ def main(argv=None) -> int:
     comfy.cli_args.args.cpu = True
     import test_injection
     import test_training_adapters as t
-    from training import comfy_train
-    from training.loop import TrainSettings
+    from motionkit.training import comfy_train
+    from motionkit.training.loop import TrainSettings
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

@@ -19,16 +19,10 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-try:
-    from ..motion.errors import MotionKitError
-    from ..sampling.context_handler import window_frames
-    from ..sampling.percent_range import in_sigma_range, set_sigma_range
-    from ..trajectory.encoding import Trajectory, fit
-except ImportError:
-    from motion.errors import MotionKitError
-    from sampling.context_handler import window_frames
-    from sampling.percent_range import in_sigma_range, set_sigma_range
-    from trajectory.encoding import Trajectory, fit
+from ..motion.errors import MotionKitError
+from ..sampling.context_handler import window_frames
+from ..sampling.percent_range import in_sigma_range, set_sigma_range
+from ..trajectory.encoding import Trajectory, fit
 
 
 class BoxAttentionError(MotionKitError):

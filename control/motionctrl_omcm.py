@@ -33,18 +33,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-try:
-    from ..motion.errors import MotionKitError, WrongFileTypeError
-    from ..motion.formats import load_weights_file
-    from ..sampling.context_handler import window_frames as context_window_frames
-    from ..sampling.percent_range import in_sigma_range, set_sigma_range
-    from ..trajectory.encoding import DENSE, KERNEL_SUM, Trajectory, fit
-except ImportError:
-    from motion.errors import MotionKitError, WrongFileTypeError
-    from motion.formats import load_weights_file
-    from sampling.context_handler import window_frames as context_window_frames
-    from sampling.percent_range import in_sigma_range, set_sigma_range
-    from trajectory.encoding import DENSE, KERNEL_SUM, Trajectory, fit
+from ..motion.errors import MotionKitError, WrongFileTypeError
+from ..motion.formats import load_weights_file
+from ..sampling.context_handler import window_frames as context_window_frames
+from ..sampling.percent_range import in_sigma_range, set_sigma_range
+from ..trajectory.encoding import DENSE, KERNEL_SUM, Trajectory, fit
 
 LOG = logging.getLogger("MotionKit")
 
@@ -130,10 +123,7 @@ def classify_omcm(sd: dict, name: str) -> dict:
     """The weights of an OMCM file, or an error that says what the file is instead."""
     if not is_omcm(sd):
         from_kind = None
-        try:
-            from ..motion.formats import OMCM as OMCM_KIND, detect_kind, _KINDS
-        except ImportError:
-            from motion.formats import OMCM as OMCM_KIND, detect_kind, _KINDS
+        from ..motion.formats import OMCM as OMCM_KIND, detect_kind, _KINDS
         kind = detect_kind(sd.keys())
         w = sd.get("conv_in.weight")
         if kind is not None and kind != OMCM_KIND:
@@ -266,10 +256,7 @@ class OMCMRun:
 
 def warn_motion_model(model_patcher, name: str) -> None:
     """The OMCM was trained with AnimateDiff v3; say so when the MODEL carries another motion model."""
-    try:
-        from ..motion.injection import applications
-    except ImportError:
-        from motion.injection import applications
+    from ..motion.injection import applications
     apps = applications(model_patcher)
     families = [a.info.family for a in apps]
     if not apps:

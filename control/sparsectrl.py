@@ -25,14 +25,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-try:  # inside ComfyUI the pack is one package (<pack>.control); in the tests `control` is top level
-    from ..motion.errors import MotionKitError, WrongFileTypeError
-    from ..motion.formats import _KINDS, detect_kind, load_weights_file
-    from ..motion.model import PER_FRAME, MotionModule
-except ImportError:
-    from motion.errors import MotionKitError, WrongFileTypeError
-    from motion.formats import _KINDS, detect_kind, load_weights_file
-    from motion.model import PER_FRAME, MotionModule
+from ..motion.errors import MotionKitError, WrongFileTypeError
+from ..motion.formats import _KINDS, detect_kind, load_weights_file
+from ..motion.model import PER_FRAME, MotionModule
 
 RGB, SCRIBBLE = "rgb", "scribble"
 PE_LENGTH = 32  # stored PE length of both published files: the most frames one pass holds

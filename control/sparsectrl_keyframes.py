@@ -14,10 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-try:
-    from .sparsectrl import SparseCtrlError
-except ImportError:  # `control` as a top-level package (tests)
-    from control.sparsectrl import SparseCtrlError
+from .sparsectrl import SparseCtrlError
 
 INDICES, UNIFORM, FROM_START, TO_END, CENTRED = "indices", "uniform", "from start", "to end", "centred"
 PLACEMENTS = (INDICES, UNIFORM, FROM_START, TO_END, CENTRED)

@@ -31,10 +31,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
-try:  # inside ComfyUI the pack is one package (<pack>.media); in the tests `media` is top level
-    from ..motion.errors import MotionKitError
-except ImportError:
-    from motion.errors import MotionKitError
+from ..motion.errors import MotionKitError
 
 FORMATS = ("mp4", "webm", "gif", "webp")
 EXTENSIONS = {"mp4": "mp4", "webm": "webm", "gif": "gif", "webp": "webp"}

@@ -23,10 +23,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Tuple
 
-try:  # inside ComfyUI the pack is one package (<pack>.media); in the tests `media` is top level
-    from ..motion.errors import MotionKitError
-except ImportError:
-    from motion.errors import MotionKitError
+from ..motion.errors import MotionKitError
 
 ENV_VAR = "MOTIONKIT_EXTRA_INPUT_ROOTS"
 SETTINGS_FILE = "motionkit_input_roots.txt"

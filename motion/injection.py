@@ -28,10 +28,7 @@ from .errors import IncompatibleModelError, TooManyFramesError
 from .formats import MotionModelInfo
 from .model import POOLED, MotionModel
 
-try:
-    from ..sampling.percent_range import in_sigma_range, set_sigma_range
-except ImportError:  # motion/ imported as a top-level package (its own tests)
-    from sampling.percent_range import in_sigma_range, set_sigma_range
+from ..sampling.percent_range import in_sigma_range, set_sigma_range
 
 LAYER_NAME = "motionkit_motion"
 # transformer_options entry: {motion module: tensor added to its input} (AnimateLCM-I2V image features,

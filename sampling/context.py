@@ -13,10 +13,7 @@ import math
 
 import torch
 
-try:  # inside ComfyUI the pack is one package (<pack>.sampling); in the tests `sampling` is top level
-    from ..motion.errors import ContextWindowError
-except ImportError:
-    from motion.errors import ContextWindowError
+from ..motion.errors import ContextWindowError
 
 # what the artist picks -> core's schedule name (comfy.context_windows.ContextSchedules)
 SCHEDULES = {

@@ -36,10 +36,7 @@ import torch
 from . import window_progress
 from .noise import derived_generator, frame_dim
 
-try:  # inside ComfyUI the pack is one package (<pack>.sampling); in the tests `sampling` is top level
-    from ..motion.errors import NoiseOptionError
-except ImportError:
-    from motion.errors import NoiseOptionError
+from ..motion.errors import NoiseOptionError
 
 LOG = logging.getLogger("MotionKit")
 KEY = "motionkit_freeinit"

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import torch
 
-try:  # inside ComfyUI the pack is one package (<pack>.sampling); in the tests `sampling` is top level
-    from ..motion.errors import NoiseOptionError
-except ImportError:
-    from motion.errors import NoiseOptionError
+from ..motion.errors import NoiseOptionError
 
 SHUFFLE = "shuffle_context"
 REPEAT = "repeat_context"

@@ -25,10 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-try:  # inside ComfyUI the pack is one package (<pack>.sampling); in the tests `sampling` is top level
-    from ..motion.errors import PromptScheduleError
-except ImportError:
-    from motion.errors import PromptScheduleError
+from ..motion.errors import PromptScheduleError
 
 LOG = logging.getLogger("MotionKit")
 INTERPOLATIONS = ("linear", "hold")

@@ -497,7 +497,7 @@ class ComfyServer:
     def run_watching_progress(self, prompt: dict, timeout: float = 300.0):
         """Queue *prompt* while listening on ComfyUI's /ws as this client, as the browser does; return
         ``(RunResult, [(node, value, max)] of the 'progress' messages of this prompt)``."""
-        from queue_tool.client import WebSocket  # the pack's queue tool's websocket (aiohttp)
+        from motionkit.queue_tool.client import WebSocket  # the pack's queue tool's websocket (aiohttp)
 
         ws = WebSocket(urllib.parse.urlsplit(self.url), "/ws?clientId=" + self.client_id)
         try:

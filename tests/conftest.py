@@ -21,6 +21,7 @@ if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
 import comfy_env  # noqa: E402
+import pack_package  # noqa: E402,F401  (the pack as the package `motionkit`, as ComfyUI imports it)
 
 
 def pytest_configure(config):

@@ -8,11 +8,11 @@ import torch.nn.functional as F
 
 import animate_anyone_files as aaf
 import motion_files as mf
-from animate_anyone.errors import AnimateAnyoneError
-from animate_anyone.files import check_kind, kind_of
-from animate_anyone.pose_guider import (expected_keys, pose_features_for_rows, pose_guider_from_state_dict,
+from motionkit.animate_anyone.errors import AnimateAnyoneError
+from motionkit.animate_anyone.files import check_kind, kind_of
+from motionkit.animate_anyone.pose_guider import (expected_keys, pose_features_for_rows, pose_guider_from_state_dict,
                                         poses_to_frames)
-from animate_anyone.reference_attention import ReferenceAttention, ReferenceBank
+from motionkit.animate_anyone.reference_attention import ReferenceAttention, ReferenceBank
 
 
 # ---- inventories -------------------------------------------------------------------------------
@@ -20,7 +20,7 @@ from animate_anyone.reference_attention import ReferenceAttention, ReferenceBank
 def test_motion_module_file_is_animatediff_v2_layout():
     v2 = {k: tuple(v.shape) for k, v in mf.original_state_dict(mid=True, device="meta").items()}
     assert aaf.INVENTORY["motion_module"] == v2  # the original's keys are exactly the v2 spec's
-    from motion.formats import classify
+    from motionkit.motion.formats import classify
     info, _ = classify({k: torch.empty(s, device="meta") for k, s in aaf.INVENTORY["motion_module"].items()},
                        "motion_module.pth")
     assert (info.family, info.max_frames) == ("AnimateDiff v2", 32)
@@ -80,7 +80,7 @@ def test_pose_features_per_chunk_and_window():
 
 
 def test_input_block_patch_adds_the_windows_frames_after_the_first_conv():
-    from animate_anyone.apply import AnimateAnyoneRun
+    from motionkit.animate_anyone.apply import AnimateAnyoneRun
     run = AnimateAnyoneRun(None, None, None, None, None, None)
     run.pose_features = torch.arange(10.0)[:, None, None, None].expand(10, 4, 2, 2)
     h = torch.ones(6, 4, 2, 2)
@@ -207,7 +207,7 @@ def test_wrong_component_says_which_file_and_folder(role, given, message):
 
 
 def test_unreadable_files_say_which_file_and_what_to_do(tmp_path):
-    from animate_anyone.files import read_weights
+    from motionkit.animate_anyone.files import read_weights
     with pytest.raises(AnimateAnyoneError, match=r"pose_guider file .*missing.pth' does not exist.*models/animate_anyone"):
         read_weights(str(tmp_path / "missing.pth"), "pose_guider")
     good = tmp_path / "pose_guider.pth"
@@ -224,7 +224,7 @@ def test_unreadable_files_say_which_file_and_what_to_do(tmp_path):
 
 
 def test_motion_module_of_another_layout_is_refused():
-    from animate_anyone.files import load_motion_module
+    from motionkit.animate_anyone.files import load_motion_module
     v3 = mf.original_state_dict(mid=False, pe_length=32, device="meta")  # AnimateDiff v3: no mid block
     with pytest.raises(AnimateAnyoneError, match=r"'v3_sd15_mm.ckpt'.*AnimateDiff v3.*motion_module.pth"):
         load_motion_module(v3, "v3_sd15_mm.ckpt")

@@ -24,9 +24,9 @@ def aa():
     import comfy.sd
     from safetensors import safe_open
 
-    from animate_anyone.apply import load_animate_anyone
-    from animate_anyone.files import read_weights
-    from animate_anyone.pose_guider import pose_guider_from_state_dict
+    from motionkit.animate_anyone.apply import load_animate_anyone
+    from motionkit.animate_anyone.files import read_weights
+    from motionkit.animate_anyone.pose_guider import pose_guider_from_state_dict
     from sd15_checkpoint import cached_sd15_checkpoint
 
     files = aaf.published_files(seed=3)
@@ -61,7 +61,7 @@ def sample(model, embeds, steps=1, cfg=2.0, seed=1):
 
 
 def test_files_load_into_comfy_sd15_unets_with_the_v2_motion_module(aa):
-    from motion.injection import applications
+    from motionkit.motion.injection import applications
     den = aa.model.model.diffusion_model
     ref = aa.models.reference_unet.model.diffusion_model
     pairs = {"down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight": lambda u: u.input_blocks[1][1].transformer_blocks[0].attn1.to_q.weight,
@@ -93,7 +93,7 @@ def test_schedule_is_v_prediction_on_zero_terminal_snr_linear_betas(aa):
 
 
 def test_zero_pose_and_no_reference_bank_equal_plain_animatediff_exactly(aa, caplog):
-    from animate_anyone.apply import AnimateAnyoneModels, apply_animate_anyone
+    from motionkit.animate_anyone.apply import AnimateAnyoneModels, apply_animate_anyone
     plain = sample(aa.model, aa.embeds)
     zero = AnimateAnyoneModels(aa.models.reference_unet, aa.zero_guider, aa.names)
     patched, run = apply_animate_anyone(aa.model, zero, aa.image, aa.poses[:6], aa.vae, aa.embeds, reference=False)
@@ -109,7 +109,7 @@ def test_zero_pose_and_no_reference_bank_equal_plain_animatediff_exactly(aa, cap
 
 
 def test_reference_net_runs_once_per_sampling_run_and_its_bank_is_freed(aa):
-    from animate_anyone.apply import KEY, apply_animate_anyone
+    from motionkit.animate_anyone.apply import KEY, apply_animate_anyone
     calls = []
     hook = aa.models.reference_unet.model.diffusion_model.register_forward_hook(lambda *a: calls.append(1))
     try:

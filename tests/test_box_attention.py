@@ -6,8 +6,8 @@ import types
 import pytest
 import torch
 
-from control.box_attention import BoxAttention, BoxAttentionError, attention_with_bias, box_masks, word_tokens
-from trajectory.encoding import Path, encode_paths
+from motionkit.control.box_attention import BoxAttention, BoxAttentionError, attention_with_bias, box_masks, word_tokens
+from motionkit.trajectory.encoding import Path, encode_paths
 import comfy_env
 
 HEADS, DIM, TOKENS, WORDS = 2, 16, 12, [3, 4]
@@ -141,7 +141,7 @@ def test_words_with_the_real_sd15_tokenizer(comfy):
 
 
 def test_every_cross_attention_block_is_patched(comfy):
-    from control.box_attention import attention_blocks
+    from motionkit.control.box_attention import attention_blocks
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
     from test_injection import SD15_UNET, SDXL_UNET
 

@@ -21,8 +21,8 @@ import torch
 
 import comfy_env
 import motion_files as mf
-from motion.lora import classify_motion_lora
-from motion.model import PER_FRAME, POOLED, MotionArchitecture, MotionModel, MotionModule, TorchOps
+from motionkit.motion.lora import classify_motion_lora
+from motionkit.motion.model import PER_FRAME, POOLED, MotionArchitecture, MotionModel, MotionModule, TorchOps
 from reference import reference_module
 from test_motion_model import frames_input, module_weights
 
@@ -51,7 +51,7 @@ def comfy():
     import comfy.model_management
     import comfy.model_patcher
     import comfy.ops
-    from motion.injection import comfy_layers
+    from motionkit.motion.injection import comfy_layers
     operations, attention = comfy_layers()
     yield SimpleNamespace(mm=comfy.model_management, ops=comfy.ops, attention=comfy.ldm.modules.attention,
                           operations=operations, optimized_attention=attention)
@@ -91,7 +91,7 @@ def test_comfy_layers_are_comfy_ops_and_comfys_attention(comfy):
 
 def test_attention_follows_comfys_choice_except_its_unasked_memory_fallback(comfy, monkeypatch):
     from comfy.cli_args import args
-    from motion.injection import comfy_attention
+    from motionkit.motion.injection import comfy_attention
     attn = comfy.attention
     # --cpu without attention flags: ComfyUI falls back to sub-quadratic attention; short frame sequences use SDPA
     assert attn.optimized_attention is attn.attention_sub_quad
@@ -121,7 +121,7 @@ def test_comfy_layers_module_equals_reference_and_torch_layers(comfy, mode):
 
 def lora_patcher(model):
     """The motion model's ModelPatcher as Apply Motion Model makes it, with a MotionLoRA as weight patches."""
-    from motion.lora import add_motion_loras, motion_patcher
+    from motionkit.motion.lora import add_motion_loras, motion_patcher
     patcher = motion_patcher(model, UNET)
     lora = replace(classify_motion_lora(mf.motion_lora(rank=4, seed=1, scale=0.2, levels=SMALL), "zoom.ckpt"),
                    strength=1.0)
@@ -179,7 +179,7 @@ def test_weights_stored_in_fp8_run_through_comfy_casting(comfy):
     comfy.ops layer casts its stored weights to the activations' dtype per call."""
     if not hasattr(torch, "float8_e4m3fn"):
         pytest.skip("this torch has no float8_e4m3fn")
-    from motion.lora import motion_patcher
+    from motionkit.motion.lora import motion_patcher
     ref = run_all(small_model())
     model = small_model(comfy.operations, comfy.optimized_attention).to(torch.float8_e4m3fn)
     patcher = motion_patcher(model, UNET)
@@ -220,8 +220,8 @@ def test_dtype_copy_of_a_partially_loaded_model_starts_unloaded(comfy):
     """precision's per-dtype copy made while another graph has the model partially loaded with a MotionLoRA: the copy
     carries none of that graph's load state (layers marked as cast per call, its LoRA as weight functions, loaded
     memory), so the copy loads (partially too) with the file's weights only."""
-    from motion.lora import motion_patcher
-    from motion.precision import weights_in
+    from motionkit.motion.lora import motion_patcher
+    from motionkit.motion.precision import weights_in
     mm = comfy.mm
     model = small_model(comfy.operations, comfy.optimized_attention)
     want = run_all(weights_in(small_model(comfy.operations, comfy.optimized_attention), torch.bfloat16), dtype=torch.bfloat16)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import test_comfy_motion as tcm
-from sampling.noise import SHUFFLE, FreeNoise, derived_generator, free_noise
+from motionkit.sampling.noise import SHUFFLE, FreeNoise, derived_generator, free_noise
 
 pytestmark = pytest.mark.comfyui
 

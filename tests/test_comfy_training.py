@@ -137,7 +137,7 @@ def test_example_ui_workflows_match_their_api_twins(server):
 def test_video_folder_example_runs_at_tiny_size(server):
     """The API example with test models and sizes: a folder of two short videos → clips → train 1 step → sample."""
     import json
-    from media.animation import AnimationSettings, write_animation
+    from motionkit.media.animation import AnimationSettings, write_animation
 
     folder = server.input_dir / "motion_clips"
     folder.mkdir(exist_ok=True)

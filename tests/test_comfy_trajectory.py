@@ -182,7 +182,7 @@ def test_example_workflow_ui_matches_api(server, name):
 def test_example_workflow_runs_small(server, name):
     """The API example with the test models at 64x64, 2 frames, 1 step: the 512x512x16 trajectory is resampled
     (the video-flow example reads a 2-frame test video in place of the artist's footage)."""
-    from media.animation import AnimationSettings, write_animation
+    from motionkit.media.animation import AnimationSettings, write_animation
     from test_comfy_motion import REPO, CKPT
     g = json.loads((REPO / "example_workflows" / "api" / f"{name}_api.json").read_text())
     server.add_input("trajectory_reference.png", _png())

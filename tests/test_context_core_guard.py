@@ -23,7 +23,7 @@ def comfy():
     comfy.cli_args.args.cpu = True
     import comfy.context_windows
     import comfy.k_diffusion.sampling
-    from sampling import context, context_handler
+    from motionkit.sampling import context, context_handler
     return SimpleNamespace(cw=comfy.context_windows, k=comfy.k_diffusion.sampling, handler=context_handler,
                            context=context)
 

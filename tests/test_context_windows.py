@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import comfy_env
-from sampling.context import SCHEDULES, check_settings, fill_gaps, gaussian_weights, step_index, usable_stride
-from motion.errors import ContextWindowError, MotionKitError
+from motionkit.sampling.context import SCHEDULES, check_settings, fill_gaps, gaussian_weights, step_index, usable_stride
+from motionkit.motion.errors import ContextWindowError, MotionKitError
 
 # ---------------------------------------------------------------------------------------------
 # Pure parts
@@ -79,7 +79,7 @@ def comfy():
     import comfy.context_windows
     import comfy.controlnet
     import comfy.model_patcher
-    from sampling import context_handler
+    from motionkit.sampling import context_handler
     return SimpleNamespace(cw=comfy.context_windows, conds=comfy.conds, controlnet=comfy.controlnet,
                            model_patcher=comfy.model_patcher, handler=context_handler)
 

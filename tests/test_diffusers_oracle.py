@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import save_file
 
 import motion_files as mf
-from motion.formats import load_motion_model
-from motion.model import PER_FRAME, POOLED, sinusoidal_table
+from motionkit.motion.formats import load_motion_model
+from motionkit.motion.model import PER_FRAME, POOLED, sinusoidal_table
 from reference import sinusoidal
 
 FRAMES_CASES = [  # (module, channels, spatial size, frames): a down one, the mid one, an up one

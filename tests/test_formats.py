@@ -19,11 +19,11 @@ import torch
 from safetensors.torch import save_file
 
 import motion_files as mf
-from motion.errors import MotionKitError, WrongFileTypeError
-from motion.formats import build_motion_model, classify, load_motion_model
-from motion.model import PER_FRAME, POOLED
+from motionkit.motion.errors import MotionKitError, WrongFileTypeError
+from motionkit.motion.formats import build_motion_model, classify, load_motion_model
+from motionkit.motion.model import PER_FRAME, POOLED
 from reference import sinusoidal
-from sampling.schedules import SCHEDULES
+from motionkit.sampling.schedules import SCHEDULES
 
 INVENTORY = Path(__file__).resolve().parent.parent.parent / "shared" / "orig_keys_sd15.json"
 

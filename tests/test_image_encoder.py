@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 import motion_files as mf
-from motion.errors import MotionKitError
-from motion.formats import load_motion_model
-from motion.image_encoder import ImageEncoder, build_image_encoder, split_image_encoder
+from motionkit.motion.errors import MotionKitError
+from motionkit.motion.formats import load_motion_model
+from motionkit.motion.image_encoder import ImageEncoder, build_image_encoder, split_image_encoder
 from reference import sinusoidal
 from test_formats import tiny
 
@@ -151,7 +151,7 @@ def test_damaged_encoder_is_refused_with_the_file_name(damage, phrase):
 # Features in the motion modules
 
 def small_module(seed=0):
-    from motion.model import MotionModule
+    from motionkit.motion.model import MotionModule
     torch.manual_seed(seed)
     m = MotionModule(320)
     for p in m.parameters():
@@ -173,16 +173,16 @@ def test_module_adds_feature_to_its_input_and_scale_blends_it():
 
 
 def fake_app(model):
-    from motion.formats import MotionModelInfo
-    from motion.injection import MotionApplication, MotionSettings
-    from motion.model import PER_FRAME
+    from motionkit.motion.formats import MotionModelInfo
+    from motionkit.motion.injection import MotionApplication, MotionSettings
+    from motionkit.motion.model import PER_FRAME
     info = MotionModelInfo("AnimateLCM-I2V", model.arch, 64, PER_FRAME, PER_FRAME, "lcm (AnimateLCM-I2V)", "original", True)
     return MotionApplication(model, info, "i2v.ckpt", MotionSettings())
 
 
 def i2v_motion_model():
     """The AnimateLCM-I2V MotionModel; only the two modules of down block 0 hold real (random) weights."""
-    from motion.model import SD15_CHANNELS, MotionArchitecture, MotionModel
+    from motionkit.motion.model import SD15_CHANNELS, MotionArchitecture, MotionModel
     with torch.device("meta"):
         model = MotionModel(MotionArchitecture(SD15_CHANNELS, has_mid=True))
     model.down_blocks[0].motion_modules[0] = small_module(1)
@@ -192,8 +192,8 @@ def i2v_motion_model():
 
 
 def test_features_go_to_the_second_module_of_each_down_block_for_every_chunk():
-    from motion.image_conditioning import ImageCondition
-    from motion.injection import IMAGE_FEATURES, MotionLayer
+    from motionkit.motion.image_conditioning import ImageCondition
+    from motionkit.motion.injection import IMAGE_FEATURES, MotionLayer
 
     model = i2v_motion_model()
     app = fake_app(model)
@@ -225,8 +225,8 @@ def test_features_go_to_the_second_module_of_each_down_block_for_every_chunk():
 def test_second_down_modules_sit_after_resnet_and_attention(comfy_unet_sd15):
     """In ComfyUI's SD1.5 UNet the features' modules are the last layer of input_blocks 2, 5, 8, 11:
     after that layer's ResBlock (and SpatialTransformer), before the next block — where the original adds them."""
-    from motion.injection import make_injection
-    from motion.model import SD15_CHANNELS, MotionArchitecture, MotionModel
+    from motionkit.motion.injection import make_injection
+    from motionkit.motion.model import SD15_CHANNELS, MotionArchitecture, MotionModel
 
     with torch.device("meta"):
         model = MotionModel(MotionArchitecture(SD15_CHANNELS, has_mid=True))
@@ -272,8 +272,8 @@ class FakePatcher:
 
 
 def test_models_without_an_image_encoder_are_refused_with_the_fix():
-    from motion.errors import IncompatibleModelError
-    from motion.image_conditioning import find_i2v_applications
+    from motionkit.motion.errors import IncompatibleModelError
+    from motionkit.motion.image_conditioning import find_i2v_applications
 
     with_encoder = fake_app(i2v_motion_model())
     t2v_model = i2v_motion_model()
@@ -291,8 +291,8 @@ def test_sdxl_model_is_refused(comfy_unet_sd15):
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
     import comfy.ops
     from test_injection import SDXL_UNET
-    from motion.errors import IncompatibleModelError
-    from motion.image_conditioning import find_i2v_applications
+    from motionkit.motion.errors import IncompatibleModelError
+    from motionkit.motion.image_conditioning import find_i2v_applications
 
     sdxl = UNetModel(**SDXL_UNET, image_size=32, device="meta", operations=comfy.ops.disable_weight_init)
     with pytest.raises(IncompatibleModelError) as e:
@@ -306,8 +306,8 @@ def test_sdxl_model_is_refused(comfy_unet_sd15):
 @pytest.mark.parametrize("channels, ratio", [(16, 8), (4, 16), (None, None)])
 def test_vaes_other_than_sd_are_refused(channels, ratio):
     from types import SimpleNamespace
-    from motion.errors import IncompatibleModelError
-    from motion.image_conditioning import check_vae
+    from motionkit.motion.errors import IncompatibleModelError
+    from motionkit.motion.image_conditioning import check_vae
 
     check_vae(SimpleNamespace(latent_channels=4, downscale_ratio=8))
     with pytest.raises(IncompatibleModelError) as e:

@@ -39,7 +39,7 @@ def unet(comfy, config):
 
 
 def motion(state_dict, name):
-    from motion.formats import build_motion_model, classify
+    from motionkit.motion.formats import build_motion_model, classify
     info, weights = classify(state_dict, name)
     return build_motion_model(info, weights, name), info
 
@@ -49,7 +49,7 @@ def snapshot(model):
 
 
 def inject(comfy, unet_model, state_dict, name):
-    from motion.injection import MotionApplication, MotionSettings, make_injection
+    from motionkit.motion.injection import MotionApplication, MotionSettings, make_injection
     mm, info = motion(state_dict, name)
     app = MotionApplication(mm, info, name, MotionSettings())
     patcher = SimpleNamespace(model=SimpleNamespace(diffusion_model=unet_model))
@@ -66,7 +66,7 @@ def test_sd15_v2_placement_and_exact_eject(comfy):
     model = unet(comfy, SD15_UNET)
     before, keys = snapshot(model), list(model.state_dict())
     injection, patcher = inject(comfy, model, mf.v2(device="meta"), "v2.ckpt")
-    from motion.injection import MotionLayer
+    from motionkit.motion.injection import MotionLayer
     layers = [m for m in model.modules() if isinstance(m, MotionLayer)]
     assert len(layers) == 21
     widths = [layer.module.temporal_transformer.channels for layer in layers]
@@ -87,7 +87,7 @@ def test_sd15_v2_placement_and_exact_eject(comfy):
 
 
 def test_v1_pools_unet_norms_and_eject_restores(comfy):
-    from motion.injection import FramePooledGroupNorm
+    from motionkit.motion.injection import FramePooledGroupNorm
     model = unet(comfy, SD15_UNET)
     before = snapshot(model)
     injection, patcher = inject(comfy, model, mf.v1(device="meta"), "mm_sd_v15.ckpt")
@@ -100,14 +100,14 @@ def test_v1_pools_unet_norms_and_eject_restores(comfy):
 
 
 def test_v2_leaves_unet_norms_per_frame(comfy):
-    from motion.injection import FramePooledGroupNorm
+    from motionkit.motion.injection import FramePooledGroupNorm
     model = unet(comfy, SD15_UNET)
     inject(comfy, model, mf.v2(device="meta"), "v2.ckpt")
     assert not [m for m in model.modules() if isinstance(m, FramePooledGroupNorm)]
 
 
 def test_sdxl_placement(comfy):
-    from motion.injection import MotionLayer
+    from motionkit.motion.injection import MotionLayer
     model = unet(comfy, SDXL_UNET)
     before = snapshot(model)
     injection, patcher = inject(comfy, model, mf.sdxl_beta(device="meta"), "mm_sdxl_v10_beta.ckpt")
@@ -125,8 +125,8 @@ def test_sdxl_placement(comfy):
     (SDXL_UNET, mf.hotshot_xl, None),
 ])
 def test_base_model_mismatch_is_refused(comfy, unet_config, state_dict, phrases):
-    from motion.errors import IncompatibleModelError
-    from motion.injection import plan
+    from motionkit.motion.errors import IncompatibleModelError
+    from motionkit.motion.injection import plan
     model = unet(comfy, unet_config)
     mm, info = motion(state_dict(device="meta"), "file.ckpt")
     if phrases is None:

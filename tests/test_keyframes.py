@@ -5,10 +5,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from motion.errors import MotionKitError, MotionScaleScheduleError
-from motion.injection import FrameContext, FramePooledGroupNorm, MotionLayer, MotionSettings
-from motion.keyframes import MotionScaleSchedule, parse_motion_scale
-from motion.model import PER_FRAME
+from motionkit.motion.errors import MotionKitError, MotionScaleScheduleError
+from motionkit.motion.injection import FrameContext, FramePooledGroupNorm, MotionLayer, MotionSettings
+from motionkit.motion.keyframes import MotionScaleSchedule, parse_motion_scale
+from motionkit.motion.model import PER_FRAME
 from test_motion_model import frames_input, make_module, module_weights
 
 

@@ -31,7 +31,7 @@ def schedules():
     comfy_env.comfyui_on_syspath()
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
-    from sampling import schedules
+    from motionkit.sampling import schedules
     return schedules
 
 

@@ -14,9 +14,9 @@ np = pytest.importorskip("numpy", reason="test_media needs numpy (pip install nu
 Image = pytest.importorskip("PIL.Image", reason="test_media writes and reads images with Pillow (pip install Pillow)")
 
 import media_files as mfl  # noqa: E402
-from media.animation import (FORMATS, AnimationSettings, FrameSelection, MediaError, frame_order,  # noqa: E402
+from motionkit.media.animation import (FORMATS, AnimationSettings, FrameSelection, MediaError, frame_order,  # noqa: E402
                              read_image_folder, read_video, write_animation)
-from motion.errors import MotionKitError  # noqa: E402
+from motionkit.motion.errors import MotionKitError  # noqa: E402
 
 META = {"prompt": {"3": {"class_type": "KSampler", "inputs": {"seed": 7}}},
         "workflow": {"nodes": [{"id": 3, "type": "KSampler"}], "links": []}}

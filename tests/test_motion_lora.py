@@ -15,10 +15,10 @@ import torch
 
 import comfy_env
 import motion_files as mf
-from motion.errors import IncompatibleModelError, MotionKitError, WrongFileTypeError
-from motion.formats import build_motion_model, classify
-from motion.model import MotionArchitecture, MotionModel
-from motion.lora import (add_motion_loras, classify_domain_adapter, classify_motion_lora, motion_lora_key_map,
+from motionkit.motion.errors import IncompatibleModelError, MotionKitError, WrongFileTypeError
+from motionkit.motion.formats import build_motion_model, classify
+from motionkit.motion.model import MotionArchitecture, MotionModel
+from motionkit.motion.lora import (add_motion_loras, classify_domain_adapter, classify_motion_lora, motion_lora_key_map,
                          plan_motion_lora, read_motion_lora)
 
 ATTN = "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.{}."
@@ -192,7 +192,7 @@ def state(model):
 def patched_state(model, loras):
     """The motion model's parameters while ComfyUI has the LoRAs patched in; unpatched after. (ComfyUI patches by
     replacing a parameter, so the tensors returned keep the patched values.)"""
-    from motion.lora import motion_patcher
+    from motionkit.motion.lora import motion_patcher
     patcher = motion_patcher(model, UNET)
     add_motion_loras(patcher, loras, "mm.ckpt")
     patcher.patch_model(device_to=CPU)
@@ -274,7 +274,7 @@ def test_graphs_sharing_a_motion_model_each_get_their_own_weights(comfy):
     management: loading the plain one restores the exact loaded weights; a dtype copy made while the LoRA is
     in place copies the weights as loaded."""
     import comfy.model_management as mm
-    from motion.lora import motion_patcher, unpatched_copy
+    from motionkit.motion.lora import motion_patcher, unpatched_copy
     shared = small_model()
     before = state(shared)
     a = small_lora(1, strength=0.8)
@@ -304,7 +304,7 @@ def test_domain_adapter_must_fit_the_model(comfy, unet, fits):
     import comfy.lora
     import test_injection
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
-    from motion.lora import check_adapter_fits
+    from motionkit.motion.lora import check_adapter_fits
     config = getattr(test_injection, unet)
     model = UNetModel(**config, image_size=32, device="meta", operations=comfy.ops.disable_weight_init)
     sd = {f"diffusion_model.{k}": v for k, v in model.state_dict().items()}

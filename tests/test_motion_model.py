@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from motion.model import POOLED, PER_FRAME, MotionModule, sinusoidal_table
+from motionkit.motion.model import POOLED, PER_FRAME, MotionModule, sinusoidal_table
 import motion_files as mf
 from reference import reference_module, sinusoidal
 

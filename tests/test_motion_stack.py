@@ -12,8 +12,8 @@ pytestmark = pytest.mark.comfyui
 def inject_two(comfy, model, first, second):
     from types import SimpleNamespace
 
-    from motion.formats import build_motion_model, classify
-    from motion.injection import MotionApplication, MotionSettings, make_injection
+    from motionkit.motion.formats import build_motion_model, classify
+    from motionkit.motion.injection import MotionApplication, MotionSettings, make_injection
 
     patcher = SimpleNamespace(model=SimpleNamespace(diffusion_model=model))
     apps, injections = [], []
@@ -28,7 +28,7 @@ def inject_two(comfy, model, first, second):
 
 
 def test_two_v2_models_stack_in_order_everywhere_and_eject_exactly(comfy):
-    from motion.injection import MotionLayer
+    from motionkit.motion.injection import MotionLayer
     model = unet(comfy, SD15_UNET)
     before = snapshot(model)
     (a, b), injections, patcher = inject_two(comfy, model, mf.v2(device="meta"), mf.v2(device="meta"))
@@ -46,7 +46,7 @@ def test_two_v2_models_stack_in_order_everywhere_and_eject_exactly(comfy):
 
 
 def test_two_v1_models_share_the_pooled_norms_and_eject_exactly(comfy):
-    from motion.injection import FramePooledGroupNorm
+    from motionkit.motion.injection import FramePooledGroupNorm
     model = unet(comfy, SD15_UNET)
     before = snapshot(model)
     (a, b), injections, patcher = inject_two(comfy, model, mf.v1(device="meta"), mf.v1(device="meta"))

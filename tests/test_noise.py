@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from motion.errors import NoiseOptionError
-from sampling import freeinit as fi
-from sampling.noise import RANDOM, REPEAT, SHUFFLE, FreeNoise, derived_generator, free_noise
+from motionkit.motion.errors import NoiseOptionError
+from motionkit.sampling import freeinit as fi
+from motionkit.sampling.noise import RANDOM, REPEAT, SHUFFLE, FreeNoise, derived_generator, free_noise
 
 
 def labelled(frames, extra=(2, 3, 3)):

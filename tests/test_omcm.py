@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from control.motionctrl_omcm import (KERNEL_SUM, OMCMAdapter, OMCMError, OMCMRun, OMCM, _unwrap, adapter_input,
+from motionkit.control.motionctrl_omcm import (KERNEL_SUM, OMCMAdapter, OMCMError, OMCMRun, OMCM, _unwrap, adapter_input,
                                      classify_omcm, expected_shapes, load_omcm, read_omcm)
-from motion.errors import MotionKitError, WrongFileTypeError
+from motionkit.motion.errors import MotionKitError, WrongFileTypeError
 from omcm_files import INVENTORY, cached_omcm_file, omcm_file, omcm_weights
-from trajectory.encoding import DENSE, Path, Trajectory, encode_paths
+from motionkit.trajectory.encoding import DENSE, Path, Trajectory, encode_paths
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ def test_read_refuses_pickled_code_and_missing_files(tmp_path):
 
 
 def test_load_motion_model_names_the_omcm_loader(tmp_path):
-    from motion.formats import load_motion_model
+    from motionkit.motion.formats import load_motion_model
     path = tmp_path / "motionctrl_animatediff_omcm.ckpt"
     small = {"omcm_state_dict": {"module." + k: torch.zeros(1) for k in INVENTORY}, "epoch": 1}
     torch.save(small, path)
@@ -190,8 +190,8 @@ def test_sparse_paths_use_motionctrls_sum_normalised_scale_and_video_flow_is_as_
 def test_warns_when_the_motion_model_is_not_v3(caplog):
     import logging
 
-    from control.motionctrl_omcm import warn_motion_model
-    from motion.injection import MotionApplication, MotionSettings
+    from motionkit.control.motionctrl_omcm import warn_motion_model
+    from motionkit.motion.injection import MotionApplication, MotionSettings
 
     def patcher(*families):
         apps = {f"k{i}": MotionApplication(None, types.SimpleNamespace(family=f), "mm", MotionSettings())

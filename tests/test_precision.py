@@ -16,11 +16,11 @@ import torch
 
 import comfy_env
 import motion_files as mf
-from motion.errors import MotionKitError
-from motion.formats import LOAD_STAGES, build_motion_model, classify, load_motion_model
-from motion.lora import classify_motion_lora
-from motion.model import PER_FRAME, POOLED, MotionArchitecture, MotionModel
-from motion.precision import CHOICES, precision_dtype, weights_in
+from motionkit.motion.errors import MotionKitError
+from motionkit.motion.formats import LOAD_STAGES, build_motion_model, classify, load_motion_model
+from motionkit.motion.lora import classify_motion_lora
+from motionkit.motion.model import PER_FRAME, POOLED, MotionArchitecture, MotionModel
+from motionkit.motion.precision import CHOICES, precision_dtype, weights_in
 from test_motion_model import frames_input, make_module, module_weights
 
 SMALL = (32, 64, 64, 64)  # an SD1.5-layout motion model with narrow levels: every key, little memory
@@ -193,7 +193,7 @@ class FakeBase(torch.nn.Module):
 @pytest.mark.comfyui
 def test_two_apply_nodes_with_one_precision_share_one_copy(comfy):
     from test_injection import SD15_UNET
-    from motion.injection import MotionSettings, applications, apply_motion_model
+    from motionkit.motion.injection import MotionSettings, applications, apply_motion_model
     unet = comfy.UNetModel(**SD15_UNET, image_size=32, device="meta", operations=comfy.ops.disable_weight_init)
     patcher = comfy.ModelPatcher(FakeBase(unet), CPU, CPU)
     info, weights = classify(mf.v2(device="meta", dtype=torch.float16), "mm_sd_v15_v2.ckpt")
@@ -222,7 +222,7 @@ def test_two_apply_nodes_with_one_precision_share_one_copy(comfy):
 def test_motion_lora_on_a_shared_copy_does_not_leak(comfy):
     """Two graphs share the bf16 copy, one with a MotionLoRA: loading the other restores the copy's weights
     exactly; and a copy made while a graph has a LoRA patched into the loaded model is made from the file's weights."""
-    from motion.lora import add_motion_loras, motion_patcher
+    from motionkit.motion.lora import add_motion_loras, motion_patcher
     loaded = small_model(torch.float16)
     file_weights = state(loaded)
     lora = replace(classify_motion_lora(mf.motion_lora(rank=4, seed=1, scale=0.1, levels=SMALL), "zoom.ckpt"), strength=1.0)
@@ -255,8 +255,8 @@ def test_motion_lora_on_a_shared_copy_does_not_leak(comfy):
 @pytest.mark.parametrize("bf16_instructions", [False, True])
 def test_bf16_on_a_cpu_without_bf16_instructions_warns(comfy, monkeypatch, caplog, bf16_instructions):
     from test_injection import SD15_UNET
-    from motion.injection import MotionSettings, apply_motion_model
-    from motion.precision import cpu_bf16_instructions
+    from motionkit.motion.injection import MotionSettings, apply_motion_model
+    from motionkit.motion.precision import cpu_bf16_instructions
     for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, check, lambda: bf16_instructions)
     assert cpu_bf16_instructions() is bf16_instructions

@@ -4,8 +4,8 @@ for ComfyUI's CLIP object (tokenize + encode_from_tokens(return_pooled=True, ret
 import pytest
 import torch
 
-from motion.errors import MotionKitError, PromptScheduleError
-from sampling.prompt_schedule import parse_prompt_schedule, prompt_schedule_conditioning
+from motionkit.motion.errors import MotionKitError, PromptScheduleError
+from motionkit.sampling.prompt_schedule import parse_prompt_schedule, prompt_schedule_conditioning
 
 
 def weights(text, frames, interpolation="linear"):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from media import safe_paths
-from media.safe_paths import ENV_VAR, SETTINGS_FILE, PathNotAllowedError, Roots, check_file, extra_roots, resolve
-from motion.errors import MotionKitError
+from motionkit.media import safe_paths
+from motionkit.media.safe_paths import ENV_VAR, SETTINGS_FILE, PathNotAllowedError, Roots, check_file, extra_roots, resolve
+from motionkit.motion.errors import MotionKitError
 
 
 @pytest.fixture

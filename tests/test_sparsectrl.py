@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from control.sparsectrl import (RGB, SCRIBBLE, SparseCtrlConfig, SparseCtrlEncoder, SparseCtrlError, build,
+from motionkit.control.sparsectrl import (RGB, SCRIBBLE, SparseCtrlConfig, SparseCtrlEncoder, SparseCtrlError, build,
                                 load_file, load_state_dict)
-from motion.errors import WrongFileTypeError
+from motionkit.motion.errors import WrongFileTypeError
 from sparsectrl_files import layout, published_dict, random_state_dict, write_file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "orig_keys_sparsectrl.json"
@@ -46,7 +46,7 @@ def test_model_parameters_are_the_published_keys(variant):
     expected = {k: v for k, v in layout(variant).items() if not k.endswith("pos_encoder.pe")}
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == expected
     # the motion modules are MotionKit's own, with one attention block each
-    from motion.model import MotionModule
+    from motionkit.motion.model import MotionModule
     modules = [m for m in model.modules() if isinstance(m, MotionModule)]
     assert len(modules) == 8
     assert all(len(m.temporal_transformer.transformer_blocks[0].attention_blocks) == 1 for m in modules)
@@ -68,7 +68,7 @@ def test_file_loads(tmp_path, variant, suffix, monkeypatch):
     monkeypatch.setattr(sparsectrl_files, "random_state_dict",
                         lambda v, seed, dtype: random_state_dict(v, seed, dtype, **SMALL))
     path = write_file(tmp_path / f"v3_sd15_sparsectrl_{variant}{suffix}", variant, seed=5)
-    from control.sparsectrl import read_file, unwrap
+    from motionkit.control.sparsectrl import read_file, unwrap
     sd = unwrap(read_file(str(path)), path.name)
     model = build(small_config(variant), sd, path.name)
     written = random_state_dict(variant, seed=5, dtype=torch.float16, **SMALL)
@@ -209,7 +209,7 @@ def test_incomplete_and_sdxl_like_files_are_refused():
 
 
 def test_a_sparsectrl_file_in_the_motion_model_loader_names_the_node():
-    from motion.formats import classify
+    from motionkit.motion.formats import classify
     sd = {k: torch.empty(v, device="meta") for k, v in layout(SCRIBBLE).items()}
     with pytest.raises(WrongFileTypeError, match="SparseCtrl.*Load SparseCtrl"):
         classify(sd, "v3_sd15_sparsectrl_scribble.ckpt")

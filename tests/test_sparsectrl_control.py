@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import comfy_env
-from control.sparsectrl import SCRIBBLE, SparseCtrlError
-from control.sparsectrl_keyframes import INDICES, NEAREST_HINT, KeyframeSettings
+from motionkit.control.sparsectrl import SCRIBBLE, SparseCtrlError
+from motionkit.control.sparsectrl_keyframes import INDICES, NEAREST_HINT, KeyframeSettings
 
 pytestmark = pytest.mark.comfyui  # in-process ComfyUI
 
@@ -20,8 +20,8 @@ def comfy():
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
     import comfy.controlnet  # noqa: F401
-    from control.sparsectrl_comfy import control_class
-    from sampling import context_handler
+    from motionkit.control.sparsectrl_comfy import control_class
+    from motionkit.sampling import context_handler
     return SimpleNamespace(control_class=control_class, handler=context_handler)
 
 
@@ -144,7 +144,7 @@ class StubVAE:
 
 def test_rgb_hints_are_vae_encoded_and_scaled_as_the_original(comfy):
     """The original: vae.encode(image * 2 - 1) * 0.18215; ComfyUI's VAE takes 0..1 NHWC and does the *2-1 itself."""
-    from control.sparsectrl import RGB
+    from motionkit.control.sparsectrl import RGB
     enc = RecordingEncoder()
     enc.config = SimpleNamespace(variant=RGB)
     c = comfy.control_class()(enc, "v3_sd15_sparsectrl_rgb.ckpt", 32, KeyframeSettings(INDICES, (0, -1)),

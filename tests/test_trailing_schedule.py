@@ -17,7 +17,7 @@ def sampling():
     comfy_env.comfyui_on_syspath()
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
-    from animate_anyone.schedule import make_model_sampling
+    from motionkit.animate_anyone.schedule import make_model_sampling
     return make_model_sampling()
 
 
@@ -46,7 +46,7 @@ def check_against_original(sampling, sigmas, steps):
 
 @pytest.mark.parametrize("steps", [16, 20, 25, 30, 48, 50])  # 16 and 48: x.5 ties, rounded to even
 def test_sigmas_are_the_originals_at_its_timesteps(sampling, steps):
-    from sampling.schedules import trailing_sigmas
+    from motionkit.sampling.schedules import trailing_sigmas
     check_against_original(sampling, trailing_sigmas(sampling, steps), steps)
 
 
@@ -58,7 +58,7 @@ def test_simple_scheduler_is_not_the_originals_spacing(sampling):
 
 
 def test_exactly_steps_timesteps_where_numpy_arange_overshoots():
-    from sampling.schedules import trailing_timesteps
+    from motionkit.sampling.schedules import trailing_timesteps
     timesteps, _ = original(61)  # diffusers' float arange gives 62 here, the last one -1
     ours = trailing_timesteps(1000, 61)
     assert len(ours) == 61 and ours == timesteps[:61] and min(ours) >= 0

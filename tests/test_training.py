@@ -6,14 +6,14 @@ import math
 import pytest
 import torch
 
-from training import checkpoint
-from training.clips import match_captions, split_clips
-from training.errors import NonFiniteLossError, TrainingError
+from motionkit.training import checkpoint
+from motionkit.training.clips import match_captions, split_clips
+from motionkit.training.errors import NonFiniteLossError, TrainingError
 from torch.nn.utils import parametrize
 
-from training.lora import MotionLoRALayers, WeightDelta
-from training.loop import TrainSettings, evaluate, train
-from training.objective import draw_sigmas, prediction_loss
+from motionkit.training.lora import MotionLoRALayers, WeightDelta
+from motionkit.training.loop import TrainSettings, evaluate, train
+from motionkit.training.objective import draw_sigmas, prediction_loss
 from training_helpers import EpsSampling, TinyUNet, denoiser, moving_clip, tiny_motion_model
 
 FRAMES = 8
@@ -188,9 +188,9 @@ def test_resume_with_other_rank_or_family_is_refused():
 # published layout
 
 def test_saved_file_has_exactly_the_published_keys_and_loads_as_a_motion_lora(tmp_path):
-    from motion.formats import MotionModelInfo  # noqa: F401  (the loader under test is motion.lora's)
-    from motion.lora import read_motion_lora
-    from motion.model import SD15_CHANNELS, MotionArchitecture, MotionModel
+    from motionkit.motion.formats import MotionModelInfo  # noqa: F401  (the loader under test is motion.lora's)
+    from motionkit.motion.lora import read_motion_lora
+    from motionkit.motion.model import SD15_CHANNELS, MotionArchitecture, MotionModel
     from motion_files import motion_lora as published  # key inventory written from MOTION_FORMATS.md §4.9
 
     with torch.device("meta"):
@@ -227,7 +227,7 @@ def _centroid(frame):
 
 
 def test_camera_moves_go_the_right_way():
-    from training.augment import MOVES, make_clips
+    from motionkit.training.augment import MOVES, make_clips
     still = torch.zeros(1, 64, 64, 3)
     still[0, 24:32, 36:44] = 1.0  # a bright square right of and above the centre
     clips = {m: make_clips(still, [m], 5, 0.5, 64, 64) for m in MOVES}

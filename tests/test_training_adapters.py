@@ -24,15 +24,15 @@ def comfy():
     comfy.cli_args.args.cpu = True
     import comfy.model_patcher
     import comfy.weight_adapter.lora
-    from training import comfy_train
+    from motionkit.training import comfy_train
     return SimpleNamespace(ModelPatcher=comfy.model_patcher.ModelPatcher, LoraDiff=comfy.weight_adapter.lora.LoraDiff,
                            train=comfy_train)
 
 
 def comfy_ops_motion_model(seed=0):
     """The tiny motion model on comfy.ops layers (as Load Motion Model builds it under ComfyUI), random weights."""
-    from motion.injection import comfy_layers
-    from motion.model import MotionModel
+    from motionkit.motion.injection import comfy_layers
+    from motionkit.motion.model import MotionModel
     ops, attention = comfy_layers()
     model = MotionModel(TINY, ops, attention)
     model.load_state_dict(tiny_motion_model(seed).state_dict())
@@ -42,7 +42,7 @@ def comfy_ops_motion_model(seed=0):
 def test_lora_diff_is_the_published_rule_exactly(comfy):
     """alpha = rank makes LoraDiff's scale exactly 1: its weight is bit for bit w + up @ down (fp32, then w's dtype),
     the same as the pure-torch WeightDelta; and the adapters start as diffusers' LoRALinearLayer (up 0, down N(0, 1/r))."""
-    from training.lora import MotionLoRALayers, WeightDelta
+    from motionkit.training.lora import MotionLoRALayers, WeightDelta
 
     g = torch.Generator().manual_seed(0)
     up, down = torch.randn(48, 8, generator=g), torch.randn(8, 32, generator=g)
@@ -155,8 +155,8 @@ def loaded_motion_model(name):
     """What Load Motion Model outputs for a random-weight file in the real format (the shared test-model cache):
     the motion model on comfy.ops layers, weights as in the file."""
     import test_comfy_motion as tcm
-    from motion.formats import load_motion_model
-    from motion.injection import comfy_layers
+    from motionkit.motion.formats import load_motion_model
+    from motionkit.motion.injection import comfy_layers
     ops, attention = comfy_layers()
     path = tcm.cached_file(name, tcm.MOTION_FILES[name])
     with torch.inference_mode():  # as the node runs
@@ -168,9 +168,9 @@ def test_training_runs_on_sdxl_with_an_sdxl_motion_model(comfy, tmp_path):
     """Train MotionLoRA's ComfyUI path (training.comfy_train.run, what the node calls) on an SDXL MODEL with the SDXL
     beta motion model: it trains, saves the SDXL MotionLoRA layout (no mid block, 3 levels), and leaves both models
     as they were."""
-    from motion.lora import read_motion_lora
-    from training import checkpoint
-    from training.loop import TrainSettings
+    from motionkit.motion.lora import read_motion_lora
+    from motionkit.training import checkpoint
+    from motionkit.training.loop import TrainSettings
 
     model = sdxl_model(SDXL_ONE_BLOCK)
     motion = loaded_motion_model("mm_sdxl_random.safetensors")  # the SDXL beta layout (§4.4), fp16

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from trajectory.encoding import (ARC_LENGTH, KERNEL_SUM, PER_POINT, Path, encode_paths, fit, frame_positions,
+from motionkit.trajectory.encoding import (ARC_LENGTH, KERNEL_SUM, PER_POINT, Path, encode_paths, fit, frame_positions,
                                  parse_paths, path_positions, sparse_flow)
-from trajectory.errors import TrajectoryError
-from trajectory.preview import flow_colours, render
+from motionkit.trajectory.errors import TrajectoryError
+from motionkit.trajectory.preview import flow_colours, render
 
 
 def g(d2):
@@ -158,7 +158,7 @@ def test_fit_resamples_paths_and_says_so(caplog):
 
 
 def test_fit_interpolates_a_dense_flow():
-    from trajectory.encoding import DENSE, Trajectory
+    from motionkit.trajectory.encoding import DENSE, Trajectory
     flow = torch.zeros(5, 8, 8, 2)
     flow[1:, ..., 0] = 2.0  # 2 px right per frame
     traj = Trajectory(flow, 8, 8, kind=DENSE)
@@ -198,8 +198,8 @@ def test_preview_image_draws_the_paths():
 
 def test_video_flow_measures_the_shift_between_frames():
     pytest.importorskip("cv2")
-    from trajectory.encoding import DENSE
-    from trajectory.video_flow import optical_flow
+    from motionkit.trajectory.encoding import DENSE
+    from motionkit.trajectory.video_flow import optical_flow
 
     g = torch.Generator().manual_seed(0)
     texture = torch.nn.functional.interpolate(torch.rand(1, 3, 24, 24, generator=g), size=(96, 96), mode="bicubic")

@@ -29,7 +29,7 @@ def comfy():
     import comfy.k_diffusion.sampling
     import comfy.utils
     import latent_preview
-    from sampling import context_handler
+    from motionkit.sampling import context_handler
     return SimpleNamespace(k=comfy.k_diffusion.sampling, utils=comfy.utils, preview=latent_preview,
                            handler=context_handler)
 
@@ -140,7 +140,7 @@ def test_no_hook_no_windows_no_sampling_run(comfy, reports):
 
 def test_freeinit_passes_count_on_one_bar(comfy, reports):
     """FreeInit samples twice in one sampler node and spreads the node's steps over both passes: the windows too."""
-    from sampling import freeinit
+    from motionkit.sampling import freeinit
 
     class Executor:  # CFGGuider.outer_sample, for FreeInit's OUTER_SAMPLE wrapper
         class_obj = SimpleNamespace(model_options={"transformer_options": {}}, conds={}, model_patcher=SimpleNamespace(

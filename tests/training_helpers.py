@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from motion.model import MotionArchitecture, MotionModel
+from motionkit.motion.model import MotionArchitecture, MotionModel
 
 TINY = MotionArchitecture(block_channels=(32, 32, 64, 64), has_mid=True)
 

@@ -40,14 +40,9 @@ from .lora import MotionLoRALayers
 from .loop import TrainSettings, train
 from .objective import draw_sigmas, prediction_loss
 
-try:
-    from ..motion.injection import MotionSettings, applications, apply_motion_model, compute_dtype
-    from ..motion.lora import MotionLoRA, read_motion_lora, unpatched_copy
-    from ..sampling import schedules
-except ImportError:
-    from motion.injection import MotionSettings, applications, apply_motion_model, compute_dtype
-    from motion.lora import MotionLoRA, read_motion_lora, unpatched_copy
-    from sampling import schedules
+from ..motion.injection import MotionSettings, applications, apply_motion_model, compute_dtype
+from ..motion.lora import MotionLoRA, read_motion_lora, unpatched_copy
+from ..sampling import schedules
 
 CHECKPOINT_KEY = "motionkit_train_checkpointing"
 UNFREEZE_KEY = "motionkit_train"

@@ -1,8 +1,5 @@
 """Training errors in the house style (motion/errors.py): each says what is wrong and what to do."""
-try:  # inside ComfyUI the pack is one package (<pack>.training); in the tests `training` is top level
-    from ..motion.errors import MotionKitError
-except ImportError:
-    from motion.errors import MotionKitError
+from ..motion.errors import MotionKitError
 
 
 class TrainingError(MotionKitError):

@@ -7,10 +7,7 @@ import torch
 
 from .errors import TrainingError
 
-try:  # the one import of the video reader (it may move to a media/ package)
-    from ..media.animation import FrameSelection, MediaError, _natural_key, read_video
-except ImportError:
-    from media.animation import FrameSelection, MediaError, _natural_key, read_video
+from ..media.animation import FrameSelection, MediaError, _natural_key, read_video
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif", ".m4v")
 

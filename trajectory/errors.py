@@ -1,8 +1,5 @@
 """Trajectory errors, in the house style (motion.errors): say what is wrong and what to do."""
-try:  # inside the pack (ComfyUI) / as top-level packages (tests, other tools)
-    from ..motion.errors import MotionKitError
-except ImportError:
-    from motion.errors import MotionKitError
+from ..motion.errors import MotionKitError
 
 
 class TrajectoryError(MotionKitError):

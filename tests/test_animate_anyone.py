@@ -188,7 +188,10 @@ def test_each_published_file_is_recognised():
 
 @pytest.mark.parametrize("role,given,message", [
     ("denoising_unet", "sd_checkpoint", r"full Stable Diffusion checkpoint.*own trained UNets.*denoising_unet.pth.*models/animate_anyone"),
-    ("denoising_unet", "reference_unet", r"reference UNet.*Choose denoising_unet.pth"),
+    ("denoising_unet", "reference_unet", r"reference UNet.*belongs in the reference_unet input.*Choose denoising_unet.pth"),
+    # same keys as the ReferenceNet plus output layers, other weights: it would load and animate wrongly
+    ("reference_unet", "denoising_unet", r"output layers \(denoising_unet.pth\).*belongs in the denoising_unet input"
+                                         r".*Choose reference_unet.pth"),
     ("pose_guider", "motion_module", r"motion module.*Choose pose_guider.pth"),
     ("motion_module", "pose_guider", r"pose guider.*Choose motion_module.pth"),
     ("reference_unet", "lora", r"LoRA.*Choose reference_unet.pth"),

@@ -380,3 +380,20 @@ def test_fixed_uniform_windows_with_strides_match_the_original_where_it_has_no_r
         assert all(len(set(w)) == len(w) for w in expected)
         for step in (0, 7):
             assert windows(h, frames, step) == expected
+
+
+@comfyui
+def test_animate_anyone_example_samples_in_the_originals_windows(comfy):
+    """The example workflow's Context Windows (Motion) settings give the original pipeline's windows at every
+    step, fused flat (its even average, checked above)."""
+    import json
+
+    import example_layout as el
+    api = json.loads((el.EXAMPLES / "api" / "animate_anyone_api.json").read_text())
+    (node,) = [v["inputs"] for v in api.values() if v["class_type"] == "MotionKitContextWindows"]
+    h = comfy.handler.make_handler(node["context_length"], node["context_overlap"], node["schedule"],
+                                   node["context_stride"], node["fuse_method"], node["closed_loop"])
+    assert h.fuse_method.name == "flat"
+    for frames in (30, 48, 72):
+        for step in (0, 1, 15, 29):
+            assert windows(h, frames, step) == list(_moore_uniform(0, 30, frames, 24, 1, 4)), (frames, step)

@@ -87,10 +87,17 @@ DESCRIBE = {
 }
 
 
+# the loader input each Animate Anyone file belongs in, by what its keys say it is
+SLOT = {"denoising_unet": "denoising_unet", "unet_with_motion": "denoising_unet", "reference_unet": "reference_unet",
+        "pose_guider": "pose_guider", "motion_module": "motion_module"}
+
+
 def check_kind(sd: dict, name: str, role: str) -> None:
     kind = kind_of(sd)
-    # a denoising UNet saved with its motion modules (stage 2) also works: they are taken from motion_module.pth
-    ok = {"denoising_unet": ("denoising_unet", "unet_with_motion"), "reference_unet": ("reference_unet", "denoising_unet"),
+    # a denoising UNet saved with its motion modules (stage 2) also works: they are taken from motion_module.pth.
+    # The reference slot takes only the ReferenceNet (no output layers): a UNet with conv_out is denoising_unet.pth,
+    # whose weights differ from the ReferenceNet's although every key fits, so it would run and animate wrongly.
+    ok = {"denoising_unet": ("denoising_unet", "unet_with_motion"), "reference_unet": ("reference_unet",),
           "pose_guider": ("pose_guider",), "motion_module": ("motion_module", "unet_with_motion")}[role]
     if kind in ok:
         return
@@ -98,6 +105,8 @@ def check_kind(sd: dict, name: str, role: str) -> None:
     if kind == "sd_checkpoint" and role in ("denoising_unet", "reference_unet"):
         hint = (" Animate Anyone needs its own trained UNets, not an SD checkpoint: they were fine-tuned to read "
                 "the reference image and the poses.")
+    elif kind in SLOT:
+        hint = f" It belongs in the {SLOT[kind]} input of Load Animate Anyone."
     raise AnimateAnyoneError(
         f"'{name}' was given as Animate Anyone's {role} but it is {DESCRIBE[kind]}.{hint} Choose {FILES[role]} "
         f"(from Moore-AnimateAnyone's pretrained_weights, in {WHERE}).")

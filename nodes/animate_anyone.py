@@ -74,7 +74,8 @@ class ApplyAnimateAnyone:
                    "frame, e.g. from a DWPose/OpenPose preprocessor). Gives the MODEL, the conditioning (the reference "
                    "image's CLIP embedding; there is no text prompt) and an empty LATENT with one frame per pose. "
                    "Sample as the original with SamplerCustom: cfg 3.5, KSamplerSelect 'ddim' and 'Trailing Scheduler "
-                   "(Animate Anyone)' at 30 steps; add 'Context Windows (Motion)' (24/4) for more than 24 frames.")
+                   "(Animate Anyone)' at 30 steps; add 'Context Windows (Motion)' (24/4, schedule 'uniform fixed (Animate "
+                   "Anyone)', fuse flat: the original's windows) for more than 24 frames.")
     CATEGORY = "MotionKit/Animate Anyone"
     RETURN_TYPES = ("MODEL", "CONDITIONING", "CONDITIONING", "LATENT")
     RETURN_NAMES = ("model", "positive", "negative", "latent")

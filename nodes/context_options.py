@@ -29,7 +29,10 @@ class ContextWindows:
                                            "How windows are laid out. uniform: windows shift a little every step "
                                            "(hides seams). uniform looped: windows wrap from the last frame to the "
                                            "first (for loops). static: the same windows every step, the last one "
-                                           "flush with the end. batched: back-to-back windows, no overlap."}),
+                                           "flush with the end. batched: back-to-back windows, no overlap. "
+                                           "uniform fixed (Animate Anyone): Moore-AnimateAnyone's windows, the "
+                                           "same every step, the last ones wrapping to the first frames (with "
+                                           "fuse_method flat: the original's even average)."}),
             "context_stride": ("INT", {"default": 1, "min": 1, "max": 8, "tooltip":
                                        "uniform schedules only: above 1 also adds windows that take every 2nd, "
                                        "4th, ... frame, so distant frames see each other (more windows, slower)."}),
@@ -42,7 +45,8 @@ class ContextWindows:
             "closed_loop": ("BOOLEAN", {"default": False, "tooltip":
                                         "uniform looped only: every step also samples windows across the join "
                                         "from the last frames to the first (without it only some steps do), so "
-                                        "the animation loops seamlessly (e.g. a looping GIF)."}),
+                                        "the animation loops seamlessly (e.g. a looping GIF). uniform fixed "
+                                        "always wraps, as the original."}),
         }}
 
     def apply(self, model, context_length, context_overlap, schedule, context_stride, fuse_method, closed_loop):

@@ -3,7 +3,7 @@
 Core (comfy/context_windows.py) already has the window schedules (static, uniform, looped uniform,
 batched) and the pyramid / flat / relative / overlap-linear fuse weights; MotionKit uses those as they
 are (sampling/context_handler.py). Here: the names artists pick from, the settings check, the gaussian
-fuse weights core lacks, and three repairs of core 0.3.64's windows: the strides that fit
+fuse weights and Moore-AnimateAnyone's fixed wrapping windows core lacks, and three repairs of core 0.3.64's windows: the strides that fit
 (usable_stride), the frames its strided schedule misses (fill_gaps), and which sampling step a sigma
 belongs to (step_index: core's lookup fails when the frames ride in the batch).
 """
@@ -15,13 +15,16 @@ import torch
 
 from ..motion.errors import ContextWindowError
 
-# what the artist picks -> core's schedule name (comfy.context_windows.ContextSchedules)
+# what the artist picks -> core's schedule name (comfy.context_windows.ContextSchedules); the last is MotionKit's
+FIXED_UNIFORM = "uniform fixed (Animate Anyone)"
 SCHEDULES = {
     "uniform": "standard_uniform",
     "uniform looped": "looped_uniform",
     "static": "standard_static",
     "batched": "batched",
+    FIXED_UNIFORM: "motionkit_fixed_uniform",
 }
+WRAPPING = ("uniform looped", FIXED_UNIFORM)  # schedules whose windows run from the last frame to the first
 GAUSSIAN = "gaussian"
 FUSE_METHODS = ["pyramid", "flat", GAUSSIAN, "relative", "overlap-linear"]  # all but gaussian are core's
 
@@ -31,10 +34,10 @@ def check_settings(context_length: int, context_overlap: int, schedule: str, fus
         raise ContextWindowError(f"Unknown context schedule '{schedule}'. Choose one of: {', '.join(SCHEDULES)}.")
     if fuse_method not in FUSE_METHODS:
         raise ContextWindowError(f"Unknown fuse_method '{fuse_method}'. Choose one of: {', '.join(FUSE_METHODS)}.")
-    if fuse_method == "relative" and schedule == "uniform looped":
+    if fuse_method == "relative" and schedule in WRAPPING:
         raise ContextWindowError("fuse_method 'relative' weighs frames by their distance to a window's centre, which "
-                                 "is undefined for windows that wrap from the last frame to the first: use pyramid "
-                                 "or gaussian with the 'uniform looped' schedule.")
+                                 "is undefined for windows that wrap from the last frame to the first: use pyramid, "
+                                 f"flat or gaussian with the '{schedule}' schedule.")
     if context_length < 1:
         raise ContextWindowError(f"context_length is {context_length}: set it to the frames the motion model sees "
                                  f"at once (16 for AnimateDiff).")
@@ -56,6 +59,24 @@ def usable_stride(frames: int, context_length: int, context_stride: int) -> int:
     while stride < context_stride and context_length * 2 ** stride <= frames:
         stride += 1
     return stride
+
+
+def fixed_uniform_windows(frames: int, context_length: int, context_overlap: int, stride: int = 1) -> list[list[int]]:
+    """Moore-AnimateAnyone's windows (src/pipelines/context.py `uniform`, as pipeline_pose2vid_long.py calls it).
+
+    Its pipeline asks the uniform schedule for step 0 at every timestep, with closed_loop on, so the windows never
+    move: they start at 0 and every context_length - context_overlap frames after, up to the last frame, and the
+    last ones wrap round to the first frames (48 frames, 24/4: 0-23, 20-43, 40-47 + 0-15). Core's uniform
+    schedules shift the windows every step (the step's `ordered_halving` offset), and its standard one never
+    wraps. `stride` (at most usable_stride) adds windows over every 2nd, 4th, ... frame as the original's does;
+    its pipeline uses 1. No frame is left out, so no fill_gaps."""
+    if frames <= context_length:
+        return [list(range(frames))]
+    windows = []
+    for step in (2 ** i for i in range(stride)):
+        for start in range(0, frames, context_length * step - context_overlap):
+            windows.append([f % frames for f in range(start, start + context_length * step, step)])
+    return windows
 
 
 def fill_gaps(windows: list[list[int]], frames: int, context_length: int) -> list[list[int]]:

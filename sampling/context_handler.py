@@ -24,8 +24,9 @@ behaviour, with a warning.
   its boxes for trajectory attention) take the window core publishes in transformer_options
   ("context_window") through `window_frames`, so they follow the same windows as the conds.
 Besides: core's schedules run with a stride that fits the frames and no frame left out
-(`context_schedule`), a gaussian fuse method in core's ContextFuseMethod form (`fuse_method`), and
-the sampler's progress bar advanced after every window, not only every step (sampling.window_progress).
+(`context_schedule`), Moore-AnimateAnyone's fixed wrapping windows as one more schedule, a gaussian fuse
+method in core's ContextFuseMethod form (`fuse_method`), and the sampler's progress bar advanced after every
+window, not only every step (sampling.window_progress).
 
 These overrides reach into core's handler internals (`_step`, five methods), so `handler_class` first checks
 that core still has them as written (`core_differences`); a ComfyUI whose handler changed gets its own handler,
@@ -44,8 +45,8 @@ from dataclasses import dataclass, field
 import torch
 
 from . import window_progress
-from .context import (GAUSSIAN, SCHEDULES, check_settings, fill_gaps, gaussian_weights, step_index,
-                      usable_stride)
+from .context import (FIXED_UNIFORM, GAUSSIAN, SCHEDULES, check_settings, fill_gaps, fixed_uniform_windows,
+                      gaussian_weights, step_index, usable_stride)
 
 LOG = logging.getLogger("MotionKit")
 KEY = "motionkit_context_windows"
@@ -245,8 +246,14 @@ def fuse_method(name: str, context_overlap: int):
 
 
 def context_schedule(name: str):
-    """core's schedule, run with a stride that fits the frames, and no frame left out (sampling.context)."""
+    """core's schedule, run with a stride that fits the frames, and no frame left out (sampling.context);
+    the fixed uniform schedule (Animate Anyone's) is MotionKit's, in core's ContextSchedule form."""
     import comfy.context_windows as cw
+    if name == FIXED_UNIFORM:
+        def fixed(num_frames, handler, model_options):  # the same windows at every step (handler._step unused)
+            stride = usable_stride(num_frames, handler.context_length, handler.context_stride)
+            return fixed_uniform_windows(num_frames, handler.context_length, handler.context_overlap, stride)
+        return cw.ContextSchedule(SCHEDULES[name], fixed)
     core = cw.get_matching_context_schedule(SCHEDULES[name])
 
     def windows(num_frames, handler, model_options):

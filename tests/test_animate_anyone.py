@@ -188,7 +188,10 @@ def test_each_published_file_is_recognised():
 
 @pytest.mark.parametrize("role,given,message", [
     ("denoising_unet", "sd_checkpoint", r"full Stable Diffusion checkpoint.*own trained UNets.*denoising_unet.pth.*models/animate_anyone"),
-    ("denoising_unet", "reference_unet", r"reference UNet.*Choose denoising_unet.pth"),
+    ("denoising_unet", "reference_unet", r"reference UNet.*belongs in the reference_unet input.*Choose denoising_unet.pth"),
+    # same keys as the ReferenceNet plus output layers, other weights: it would load and animate wrongly
+    ("reference_unet", "denoising_unet", r"output layers \(denoising_unet.pth\).*belongs in the denoising_unet input"
+                                         r".*Choose reference_unet.pth"),
     ("pose_guider", "motion_module", r"motion module.*Choose pose_guider.pth"),
     ("motion_module", "pose_guider", r"pose guider.*Choose motion_module.pth"),
     ("reference_unet", "lora", r"LoRA.*Choose reference_unet.pth"),
@@ -228,3 +231,30 @@ def test_motion_module_of_another_layout_is_refused():
     v3 = mf.original_state_dict(mid=False, pe_length=32, device="meta")  # AnimateDiff v3: no mid block
     with pytest.raises(AnimateAnyoneError, match=r"'v3_sd15_mm.ckpt'.*AnimateDiff v3.*motion_module.pth"):
         load_motion_module(v3, "v3_sd15_mm.ckpt")
+
+
+# ---- the example workflow's pose video ------------------------------------------------------------
+
+def test_example_stretches_the_pose_video_as_the_original():
+    """The original's pipeline resizes each pose frame with diffusers' VaeImageProcessor (PIL lanczos to
+    width × height, no crop): its 512×704 pose videos are stretched to 512×768. The example's Load Video Frames
+    must give the same pixels (a centre crop would cut the skeleton's top and bottom)."""
+    import json
+
+    import numpy as np
+    from diffusers.image_processor import VaeImageProcessor
+    from PIL import Image
+
+    import example_layout as el
+    from motionkit.media.animation import FrameSelection, fit_frame
+
+    api = json.loads((el.EXAMPLES / "api" / "animate_anyone_api.json").read_text())
+    (load,) = [v["inputs"] for v in api.values() if v["class_type"] == "MotionKitLoadVideo"]
+    (apply,) = [v["inputs"] for v in api.values() if v["class_type"] == "MotionKitApplyAnimateAnyone"]
+    assert (load["width"], load["height"]) == (apply["width"], apply["height"])
+    frame = np.random.default_rng(0).integers(0, 256, (704, 512, 3), dtype=np.uint8)  # an original pose video's
+    ours = fit_frame(frame, FrameSelection(width=load["width"], height=load["height"], method=load["resize_method"],
+                                           crop=load["crop"]))
+    original = VaeImageProcessor(vae_scale_factor=8, do_convert_rgb=True, do_normalize=False).preprocess(
+        Image.fromarray(frame), height=apply["height"], width=apply["width"])  # pipeline_pose2vid_long.py's
+    assert torch.equal(torch.from_numpy(ours.copy()).permute(2, 0, 1)[None].float() / 255, original)

@@ -106,7 +106,8 @@ def test_node_is_registered(server):
     assert spec["category"] == "MotionKit"
     required = spec["input"]["required"]
     assert required["context_length"][1]["default"] == 16 and required["context_overlap"][1]["default"] == 4
-    assert required["schedule"][0] == ["uniform", "uniform looped", "static", "batched"]
+    assert required["schedule"][0] == ["uniform", "uniform looped", "static", "batched",
+                                       "uniform fixed (Animate Anyone)"]  # new options only appended
     for name, (_, opts) in required.items():
         assert opts.get("tooltip"), f"{name} has no tooltip"
 

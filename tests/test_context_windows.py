@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 import comfy_env
-from motionkit.sampling.context import SCHEDULES, check_settings, fill_gaps, gaussian_weights, step_index, usable_stride
+from motionkit.sampling.context import (FIXED_UNIFORM, SCHEDULES, WRAPPING, check_settings, fill_gaps, gaussian_weights,
+                              step_index, usable_stride)
 from motionkit.motion.errors import ContextWindowError, MotionKitError
 
 # ---------------------------------------------------------------------------------------------
@@ -58,8 +60,10 @@ def test_settings_that_cannot_work_are_refused_with_the_fix():
         check_settings(16, 16, "static", "flat")
     with pytest.raises(ContextWindowError, match="at most 7"):
         check_settings(8, 9, "uniform", "flat")
-    with pytest.raises(ContextWindowError, match="pyramid or gaussian"):
+    with pytest.raises(ContextWindowError, match="pyramid, flat or gaussian"):
         check_settings(16, 4, "uniform looped", "relative")
+    with pytest.raises(ContextWindowError, match=r"wrap.*'uniform fixed \(Animate Anyone\)'"):
+        check_settings(24, 4, FIXED_UNIFORM, "relative")
     with pytest.raises(ContextWindowError, match="uniform looped"):
         check_settings(16, 4, "loopy", "flat")
     with pytest.raises(ContextWindowError, match="gaussian"):
@@ -168,7 +172,7 @@ def frame_calc(record=None):
 def test_fused_windows_return_each_frame_to_its_place(comfy, fuse):
     """Weights sum to one per frame: windows that return their frames unchanged fuse back to the input."""
     for schedule in SCHEDULES:
-        if fuse == "relative" and schedule == "uniform looped":
+        if fuse == "relative" and schedule in WRAPPING:
             continue
         for overlap in (0, 4):
             h = handler(comfy, 16, overlap, schedule, fuse)
@@ -290,3 +294,106 @@ def test_node_output_is_a_clone_with_core_handler(comfy):
     assert len(again.get_wrappers("outer_sample", comfy.handler.KEY)) == 1
     with pytest.raises(ContextWindowError):
         comfy.handler.apply_context_windows(base, 16, 20, "uniform", 1, "flat", False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Moore-AnimateAnyone's windows (the "uniform fixed (Animate Anyone)" schedule)
+#
+# REFERENCE ORACLE, ported from MooreThreads/Moore-AnimateAnyone, src/pipelines/context.py (Apache-2.0):
+# `ordered_halving` and `uniform`, logic unchanged. Its pipeline_pose2vid_long.py calls, at every timestep,
+#     context_scheduler(0, num_inference_steps, latents.shape[2], context_frames, context_stride, context_overlap)
+# (step 0, closed_loop left at its default True; context_frames 24, context_stride 1, context_overlap 4), then
+# adds each window's prediction into noise_pred and 1 into counter per frame, and divides: an even average.
+
+def _moore_ordered_halving(val):
+    return int(f"{val:064b}"[::-1], 2) / (1 << 64)
+
+
+def _moore_uniform(step, num_steps, num_frames, context_size, context_stride=3, context_overlap=4, closed_loop=True):
+    if num_frames <= context_size:
+        yield list(range(num_frames))
+        return
+    context_stride = min(context_stride, int(np.ceil(np.log2(num_frames / context_size))) + 1)
+    for context_step in 1 << np.arange(context_stride):
+        pad = int(round(num_frames * _moore_ordered_halving(step)))
+        for j in range(int(_moore_ordered_halving(step) * context_step) + pad,
+                       num_frames + pad + (0 if closed_loop else -context_overlap),
+                       (context_size * context_step - context_overlap)):
+            yield [e % num_frames for e in range(j, j + context_size * context_step, context_step)]
+
+
+def _moore_step(frames, steps, predict, length=24, stride=1, overlap=4):
+    """One denoising step of pipeline_pose2vid_long.py: the windows it runs, and the even average of their outputs."""
+    windows = list(_moore_uniform(0, steps, frames, length, stride, overlap))
+    noise_pred, counter = None, torch.zeros(frames, 1, 1, 1)
+    for c in windows:
+        pred = predict(c)
+        noise_pred = torch.zeros(frames, *pred.shape[1:]) if noise_pred is None else noise_pred
+        noise_pred[c] = noise_pred[c] + pred
+        counter[c] = counter[c] + 1
+    return windows, noise_pred / counter
+
+
+STEPS_30 = torch.linspace(14.6, 0.03, 30).tolist() + [0.0]  # 30 steps, as the original samples
+
+
+@comfyui
+@pytest.mark.parametrize("frames", [30, 48, 72])
+def test_fixed_uniform_windows_and_average_are_animate_anyones(comfy, frames):
+    """Every one of 30 steps: the same windows as the original's pipeline, in its order, and the flat fuse equal
+    to its even average (each window gives different values, so any other weighting shows)."""
+    h = handler(comfy, 24, 4, FIXED_UNIFORM, "flat")
+    sigmas = torch.tensor(STEPS_30)
+    x = torch.randn(frames, 4, 2, 2, generator=torch.Generator().manual_seed(frames))
+    for step in range(30):
+        seen = []
+
+        def calc(model, conds, sub_x, timestep, model_options):
+            window = list(model_options["transformer_options"]["context_window"].index_list)
+            seen.append(window)
+            return [sub_x * (len(seen) + i) + 0.1 * len(seen) for i, _ in enumerate(conds)]
+
+        options = {"transformer_options": {"sample_sigmas": sigmas}}
+        cond, uncond = h.execute(calc, None, [[{}], [{}]], x, torch.full((frames,), float(sigmas[step])), options)
+        assert h._step == step
+
+        def predict(offset):
+            count = iter(range(1, 100))
+            return lambda c: (lambda k: x[c] * (k + offset) + 0.1 * k)(next(count))
+
+        windows, expected_cond = _moore_step(frames, 30, predict(0))
+        assert seen == windows, f"step {step}: {seen} != the original's {windows}"
+        _, expected_uncond = _moore_step(frames, 30, predict(1))
+        torch.testing.assert_close(cond, expected_cond, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(uncond, expected_uncond, rtol=1e-6, atol=1e-6)
+    if frames == 48:  # the issue's example, spelled out
+        assert seen == [list(range(0, 24)), list(range(20, 44)), list(range(40, 48)) + list(range(0, 16))]
+
+
+@comfyui
+def test_fixed_uniform_windows_with_strides_match_the_original_where_it_has_no_repeats(comfy):
+    """context_stride above 1 (the original's pipeline uses 1): the original's strided windows where they fit in
+    the frames; where they would take a frame twice, MotionKit's stride limit (usable_stride) applies instead."""
+    for frames, length, overlap, stride in ((64, 16, 4, 3), (100, 24, 4, 2), (40, 8, 2, 3)):
+        h = handler(comfy, length, overlap, FIXED_UNIFORM, "flat", stride=stride)
+        expected = list(_moore_uniform(0, 30, frames, length, stride, overlap))
+        assert all(len(set(w)) == len(w) for w in expected)
+        for step in (0, 7):
+            assert windows(h, frames, step) == expected
+
+
+@comfyui
+def test_animate_anyone_example_samples_in_the_originals_windows(comfy):
+    """The example workflow's Context Windows (Motion) settings give the original pipeline's windows at every
+    step, fused flat (its even average, checked above)."""
+    import json
+
+    import example_layout as el
+    api = json.loads((el.EXAMPLES / "api" / "animate_anyone_api.json").read_text())
+    (node,) = [v["inputs"] for v in api.values() if v["class_type"] == "MotionKitContextWindows"]
+    h = comfy.handler.make_handler(node["context_length"], node["context_overlap"], node["schedule"],
+                                   node["context_stride"], node["fuse_method"], node["closed_loop"])
+    assert h.fuse_method.name == "flat"
+    for frames in (30, 48, 72):
+        for step in (0, 1, 15, 29):
+            assert windows(h, frames, step) == list(_moore_uniform(0, 30, frames, 24, 1, 4)), (frames, step)

@@ -197,7 +197,7 @@ def test_websocket_events_reach_their_prompt():
     import urllib.parse
     import aiohttp
     from aiohttp import web
-    from queue_tool.client import Server  # the standalone tool's own package (motionkit_queue.py)
+    from motionkit.queue_tool.client import Server  # the standalone tool's own package (motionkit_queue.py)
 
     big = {"type": "executed", "data": {"prompt_id": "A", "x": "y" * 300000}}
     script = [("text", {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 1}}}}),

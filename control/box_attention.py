@@ -5,7 +5,14 @@ per frame, a box of the chosen size is centred on each path's position; in the U
 (attn2) the chosen prompt words' logits get `+strength` for the image positions inside a box and
 `-strength` outside (a log-space bias: `strength` 2 makes a word ~7x more likely to be attended inside
 than without it). The subject named by those words is drawn where the box is, and the box moves.
+A frame on which no path is active (outside every path's frame range) gets no bias: there is no box to
+draw the subject into, and `-strength` everywhere would push it out of the picture.
 Only the conditional rows (the prompt with the words) are biased; the negative prompt is untouched.
+When the negative prompt is longer than the positive one (over 75 tokens, a second 77-token chunk),
+ComfyUI repeats the positive context to the common length (comfy.conds.CONDCrossAttn.concat: "padding
+with repeat doesn't change result"); every copy of a word gets the bias, so the attention is exactly
+that of the unrepeated context (biasing the first copy only would leave the others at weight 1 and
+weaken both the boost and the suppression).
 Acts during the first part of sampling (layout is decided early), as both papers do.
 
 Applied as attn2 *replace* patches (ComfyUI's `patches_replace["attn2"]`, one per transformer block): the
@@ -27,6 +34,14 @@ from ..trajectory.encoding import Trajectory, fit
 
 class BoxAttentionError(MotionKitError):
     """Words not in the prompt, a trajectory without paths, settings that cannot work."""
+
+
+def active_frames(traj: Trajectory, frames: list[int]) -> torch.Tensor:
+    """[len(frames)] bool: frames on which at least one path is active (has a position)."""
+    out = torch.zeros(len(frames), dtype=torch.bool)
+    for pos in traj.positions:
+        out |= ~torch.isnan(pos[frames]).any(dim=1)
+    return out
 
 
 def box_masks(traj: Trajectory, frames: list[int], h: int, w: int, box_width: float, box_height: float) -> torch.Tensor:
@@ -57,6 +72,7 @@ class BoxAttention:
     end_percent: float = 0.4
     start_sigma: float = float("inf")
     end_sigma: float = 0.0
+    prompt_tokens: int = 77  # the prompt's own context length (77 per chunk): the period of ComfyUI's repeat
     fitted: Trajectory | None = None
     cache: dict = field(default_factory=dict)  # the same bias serves every step and every layer of a resolution
 
@@ -76,10 +92,13 @@ class BoxAttention:
         if max(frames) >= traj.frames:
             frames = [min(f, traj.frames - 1) for f in frames]
         inside = box_masks(traj, frames, h, w, self.box_width, self.box_height)  # [frames, N]
-        tokens = [t for t in self.tokens if t < tokens_len]
+        period = self.prompt_tokens
+        copies = tokens_len // period if period > 0 and tokens_len % period == 0 else 1
+        tokens = [t + c * period for c in range(copies) for t in self.tokens if t + c * period < tokens_len]
         if not tokens:
             return None
-        sign = inside.float() * 2 - 1  # +1 inside, -1 outside
+        # +1 inside, -1 outside; 0 on frames where no path is active (no box: nothing to move the subject to)
+        sign = (inside.float() * 2 - 1) * active_frames(traj, frames).float()[:, None]
         per_frame = torch.zeros(per_chunk, h * w, tokens_len)
         per_frame[:, :, tokens] = (self.strength * sign)[:, :, None]
         rows = [per_frame if c == 0 else torch.zeros_like(per_frame) for c in chunks]
@@ -112,20 +131,27 @@ def attention_with_bias(q, k, v, heads: int, bias: torch.Tensor) -> torch.Tensor
 # ---------------------------------------------------------------------------------------------
 # Which tokens
 
+def _token_ids(clip, text: str) -> list[list[int]]:
+    """The prompt's token ids, chunk by chunk (CLIP-L's, 77 per chunk), as the checkpoint's tokenizer makes them."""
+    tokens = clip.tokenize(text)
+    seq = tokens.get("l") or next(iter(tokens.values()))
+    return [[tok[0] if isinstance(tok, tuple) else tok for tok in chunk] for chunk in seq]
+
+
+def prompt_length(clip, text: str) -> int:
+    """The prompt's context length (77 per chunk): ComfyUI repeats the cond context in steps of it."""
+    return sum(len(chunk) for chunk in _token_ids(clip, text))
+
+
 def word_tokens(clip, text: str, words: str) -> list[int]:
     """Positions in the encoded prompt (CLIP-L tokens, 77 per chunk, start token at 0) of each comma-separated
     word or phrase in `words`: found by tokenizing both with the checkpoint's own tokenizer."""
-    def ids(t):
-        tokens = clip.tokenize(t)
-        seq = tokens.get("l") or next(iter(tokens.values()))
-        return [[tok[0] if isinstance(tok, tuple) else tok for tok in chunk] for chunk in seq]
-
-    prompt = [tok for chunk in ids(text) for tok in chunk]  # chunks concatenated, as the cond is
-    empty = ids("")[0]
+    prompt = [tok for chunk in _token_ids(clip, text) for tok in chunk]  # chunks concatenated, as the cond is
+    empty = _token_ids(clip, "")[0]
     start, end = empty[0], empty[1]
     found, missing = [], []
     for word in [w.strip() for w in words.split(",") if w.strip()]:
-        target = [t for t in ids(word)[0] if t not in (start, end)]
+        target = [t for t in _token_ids(clip, word)[0] if t not in (start, end)]
         hits = [i for i in range(len(prompt) - len(target) + 1) if target and prompt[i:i + len(target)] == target]
         if not hits:
             missing.append(word)
@@ -155,7 +181,7 @@ def attention_blocks(unet) -> list[tuple[str, int, int]]:
 
 
 def apply_box_attention(model_patcher, trajectory: Trajectory, tokens: list[int], strength: float, box_width: float,
-                        box_height: float, start_percent: float, end_percent: float):
+                        box_height: float, start_percent: float, end_percent: float, prompt_tokens: int = 77):
     from comfy.patcher_extension import CallbacksMP, WrappersMP
 
     if not trajectory.positions:
@@ -167,7 +193,8 @@ def apply_box_attention(model_patcher, trajectory: Trajectory, tokens: list[int]
     m = model_patcher.clone()
     if strength == 0:
         return m
-    box = BoxAttention(trajectory, tokens, strength, box_width, box_height, start_percent, end_percent)
+    box = BoxAttention(trajectory, tokens, strength, box_width, box_height, start_percent, end_percent,
+                       prompt_tokens=prompt_tokens)
     for name, number, index in attention_blocks(m.get_model_object("diffusion_model")):
         m.set_model_attn2_replace(box, name, number, index)
     key = f"motionkit_box_attention_{id(box):x}"

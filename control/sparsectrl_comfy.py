@@ -13,7 +13,10 @@ and merges its residuals into the UNet; only `get_control` (what the encoder is 
   returns the distribution's mean, the original draws a sample: a difference far below the image's
   own detail). Encoded once per size, not every step. Scribble: the image in 0..1 at 8x the latent size.
 * with context windows the handler (sampling.context_handler) tells the control each window's frames
-  (`set_context_window`), and the window gets the hints inside it, re-indexed.
+  (`set_context_window`), and the window gets the hints inside it, re-indexed. A window with none gets what
+  KeyframeSettings.empty_window says: `no control` returns the previous ControlNet's residuals only (the
+  encoder is not run: it would add residuals as large as a keyframe window's), `zero condition` runs it
+  with no hint, `nearest hint` gives it one.
 """
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ import functools
 import torch
 
 from .sparsectrl import RGB, SparseCtrlError
-from .sparsectrl_keyframes import (KeyframeSettings, INDICES, cover_resize, frame_multipliers, hint_frames, place,
-                                   window_hints)
+from .sparsectrl_keyframes import (KeyframeSettings, INDICES, NO_CONTROL, cover_resize, frame_multipliers, hint_frames,
+                                   place, window_hints)
 
 SD15_LATENT_SCALE = 0.18215  # the original pipeline's factor (= comfy.latent_formats.SD15.scale_factor)
 
@@ -110,8 +113,11 @@ def control_class():
                     f"'{self.name}' sees at most {self.frame_limit} frames at a time, the sampler gave it {frames}. Add "
                     f"'Context Windows (Motion)' with context_length {min(16, self.frame_limit)} to the MODEL.")
             window, total = self.window if self.window and len(self.window[0]) == frames else (list(range(frames)), frames)
+            pairs = window_hints(hint_frames(self.settings, self.cond_hint_original.shape[0], total), window,
+                                 self.settings.empty_window)
+            if not pairs and self.settings.empty_window == NO_CONTROL:
+                return control_prev  # a window without a keyframe: no guidance at all, the encoder is not run
             images = self.hint_images(x_noisy)
-            pairs = window_hints(hint_frames(self.settings, images.shape[0], total), window, self.settings.empty_window)
 
             dtype = self.manual_cast_dtype or self.control_model.dtype
             condition, mask = place(images, pairs, frames)

@@ -18,8 +18,11 @@ from .sparsectrl import SparseCtrlError
 
 INDICES, UNIFORM, FROM_START, TO_END, CENTRED = "indices", "uniform", "from start", "to end", "centred"
 PLACEMENTS = (INDICES, UNIFORM, FROM_START, TO_END, CENTRED)
-NO_CONTROL, NEAREST_HINT = "no control", "nearest hint"
-EMPTY_WINDOW = (NO_CONTROL, NEAREST_HINT)
+# What a context window with no hint inside gets: nothing (the encoder is not run, no residual is added); the
+# nearest hint; or the encoder run on a zero condition and mask 0 for every frame, its residuals added (scaled by
+# nonhint_multiplier): Advanced-ControlNet's behaviour, and MotionKit's before "no control" meant none.
+NO_CONTROL, NEAREST_HINT, ZERO_CONDITION = "no control", "nearest hint", "zero condition"
+EMPTY_WINDOW = (NO_CONTROL, NEAREST_HINT, ZERO_CONDITION)
 
 
 @dataclass(frozen=True)
@@ -96,11 +99,11 @@ def hint_frames(settings: KeyframeSettings, images: int, frames: int) -> list[in
 
 def window_hints(frames_of_hints: list[int], window: list[int], empty: str = NO_CONTROL) -> list[tuple[int, int]]:
     """(position in the window, image index) of each hint inside `window` (frame numbers of the animation).
-    A window with none gets nothing (`no control`) or the hint nearest to it, on the window frame nearest to
-    that hint (`nearest hint`; ties go to the earlier hint)."""
+    A window with none gets no hint (`no control`, `zero condition`) or the hint nearest to it, on the window
+    frame nearest to that hint (`nearest hint`; ties go to the earlier hint)."""
     position = {f: j for j, f in enumerate(window)}
     pairs = [(position[f], i) for i, f in enumerate(frames_of_hints) if f in position]
-    if pairs or empty == NO_CONTROL or not frames_of_hints:
+    if pairs or empty != NEAREST_HINT or not frames_of_hints:
         return pairs
     distance, image = min((min(abs(f - w) for w in window), i) for i, f in enumerate(frames_of_hints))
     f = frames_of_hints[image]

@@ -68,9 +68,11 @@ class SparseCtrlKeyframes:
                 "1 = as trained, 0 = off (each hint then only guides its own frame)."}),
             "window_without_hint": (list(EMPTY_WINDOW), {"default": NO_CONTROL, "tooltip":
                 "With Context Windows: a window with no hint frame inside it gets no SparseCtrl guidance ('no control', "
-                "the default: keyframes act only on the frames you chose, neighbouring windows carry them over), or "
-                "the nearest hint image on its nearest frame ('nearest hint': keeps far windows anchored, but shows "
-                "a keyframe where you did not put it)."}),
+                "the default: SparseCtrl is not run there; keyframes act only on the frames you chose, neighbouring "
+                "windows carry them over), the nearest hint image on its nearest frame ('nearest hint': keeps far "
+                "windows anchored, but shows a keyframe where you did not put it), or SparseCtrl run with no hint "
+                "('zero condition': its residuals are added, scaled by nonhint_multiplier, as Advanced-ControlNet "
+                "does)."}),
         }}
 
     def apply(self, control_net, placement, indices, hint_multiplier, nonhint_multiplier, motion_strength,

@@ -5,7 +5,7 @@ import os
 import comfy.utils
 import folder_paths
 
-from ..control.box_attention import apply_box_attention, word_tokens
+from ..control.box_attention import apply_box_attention, prompt_length, word_tokens
 from ..control.motionctrl_omcm import DEFAULT_END_PERCENT, apply_omcm, load_omcm
 from ..trajectory.encoding import SPACINGS, encode_paths, parse_paths
 from ..trajectory.errors import TrajectoryError
@@ -190,7 +190,8 @@ class TrajectoryAttention:
                                  "tooltip": "The words (as in the prompt) naming what should follow the path; "
                                             "comma-separated for several."}),
             "strength": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 10.0, "step": 0.05,
-                                   "tooltip": "Logit bias: + inside the boxes, - outside. 0 = off; 1-3 typical."}),
+                                   "tooltip": "Logit bias: + inside the boxes, - outside (none on frames where no path "
+                                              "is active). 0 = off; 1-3 typical."}),
             "box_width": ("FLOAT", {"default": 0.3, "min": 0.02, "max": 1.0, "step": 0.01,
                                     "tooltip": "Box width as a fraction of the image width (about the subject's size)."}),
             "box_height": ("FLOAT", {"default": 0.3, "min": 0.02, "max": 1.0, "step": 0.01,
@@ -206,4 +207,4 @@ class TrajectoryAttention:
                                   "Use 'Apply MotionCtrl OMCM' for video motion.")
         tokens = word_tokens(clip, prompt, words)
         return (apply_box_attention(model, trajectory, tokens, strength, box_width, box_height, start_percent,
-                                    end_percent),)
+                                    end_percent, prompt_length(clip, prompt)),)

@@ -91,6 +91,58 @@ def test_context_window_uses_its_frames_boxes():
         assert torch.equal(bias[i, 0, :, WORDS[0]] > 0, hand_box(f))
 
 
+def words_share_inside(p, rows, words, frames):
+    """Per cond row: the words' attention mass inside the frame's box (all copies of each word together)."""
+    return torch.stack([p[r][:, hand_box(f)][..., words].sum() for r, f in zip(rows, range(frames))])
+
+
+def test_a_long_negative_prompt_keeps_the_full_effect():
+    """A negative prompt over 75 tokens makes ComfyUI repeat the positive context (77 tokens) to 154
+    (CONDCrossAttn.concat). Every copy of the words is biased, so the cond rows' attention is exactly the
+    short-negative one: the same boost inside the box and suppression outside; the uncond rows stay plain."""
+    frames, strength, n = 4, 2.0, 77
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(2 * frames, 64, HEADS * DIM, generator=g)
+    k_pos, v_pos = (torch.randn(1, n, HEADS * DIM, generator=g) for _ in range(2))
+    k_neg, v_neg = (torch.randn(1, 2 * n, HEADS * DIM, generator=g) for _ in range(2))
+    short = [torch.cat([kv[:, :n].expand(frames, -1, -1), p.expand(frames, -1, -1)])
+             for kv, p in ((k_neg, k_pos), (v_neg, v_pos))]
+    long = [torch.cat([kv.expand(frames, -1, -1), p.repeat(1, 2, 1).expand(frames, -1, -1)])
+            for kv, p in ((k_neg, k_pos), (v_neg, v_pos))]
+    box = BoxAttention(straight_path(frames), WORDS, strength, 0.25, 0.25, prompt_tokens=n)
+    opts = options(frames)
+    out_short, out_long = box(q, *short, opts), box(q, *long, opts)
+    torch.testing.assert_close(out_long[frames:], out_short[frames:], rtol=1e-5, atol=1e-5)
+    plain = attention_with_bias(q, *long, HEADS, torch.zeros(2 * frames, 1, 64, 2 * n))
+    torch.testing.assert_close(out_long[:frames], plain[:frames], rtol=1e-5, atol=1e-5)
+
+    # the effect measured as the issue did: the words' attention inside / outside the box, biased over plain
+    rows = range(frames, 2 * frames)
+    effect = {}
+    for name, (k, words, length) in {"short": (short[0], WORDS, n),
+                                     "long": (long[0], WORDS + [w + n for w in WORDS], 2 * n)}.items():
+        before, after = probabilities(q, k), probabilities(q, k, box.bias(q.shape[0], length, opts))
+        inside = words_share_inside(after, rows, words, frames) / words_share_inside(before, rows, words, frames)
+        total = lambda p: torch.stack([p[r][..., words].sum() for r in rows])
+        outside = ((total(after) - words_share_inside(after, rows, words, frames))
+                   / (total(before) - words_share_inside(before, rows, words, frames)))
+        effect[name] = (inside, outside)
+    assert (effect["short"][0] > 3).all() and (effect["short"][1] < 0.5).all()  # the bias does act
+    torch.testing.assert_close(effect["long"][0], effect["short"][0], rtol=1e-4, atol=0)
+    torch.testing.assert_close(effect["long"][1], effect["short"][1], rtol=1e-4, atol=0)
+
+
+def test_frames_without_an_active_path_get_no_bias():
+    """A path active on frames 2-3 of 4: frames 0 and 1 have no box, and get no bias at all (not -strength
+    everywhere, which would push the subject out of the picture); frames 2 and 3 get their boxes."""
+    late = encode_paths([Path([(16, 16), (48, 16)], 2, 3)], 4, 64, 64)
+    box = BoxAttention(late, WORDS, 2.0, 0.25, 0.25)
+    bias = box.bias(4, TOKENS, options(4, chunks=(0,)))
+    assert torch.equal(bias[:2], torch.zeros_like(bias[:2]))
+    for f in (2, 3):
+        assert set(bias[f, 0][:, WORDS].unique().tolist()) == {-2.0, 2.0}
+
+
 @pytest.fixture(scope="module")
 def comfy():
     if comfy_env.COMFYUI_ROOT is None:
@@ -138,6 +190,17 @@ def test_words_with_the_real_sd15_tokenizer(comfy):
     clip = types.SimpleNamespace(tokenize=lambda t: tok.tokenize_with_weights(t))
     positions = word_tokens(clip, "a photo of a hot air balloon in the sky", "hot air balloon")
     assert positions == [5, 6, 7]  # after the start token: a(1) photo(2) of(3) a(4) hot(5) air(6) balloon(7)
+
+
+def test_prompt_length_is_the_context_period(comfy):
+    """The cond context's length per prompt, 77 per chunk, with the real SD1.5 tokenizer: ComfyUI repeats the
+    cond in steps of it when the negative prompt is longer."""
+    import comfy.sd1_clip
+    from motionkit.control.box_attention import prompt_length
+    tok = comfy.sd1_clip.SD1Tokenizer()
+    clip = types.SimpleNamespace(tokenize=lambda t: tok.tokenize_with_weights(t))
+    assert prompt_length(clip, "a red balloon") == 77
+    assert prompt_length(clip, ", ".join(["a red balloon over a green field"] * 12)) == 154
 
 
 def test_every_cross_attention_block_is_patched(comfy):

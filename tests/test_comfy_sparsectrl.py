@@ -138,6 +138,19 @@ def test_scribble_hints_follow_their_windows(server):
     assert changed_frames(plain, nearest) == {2, 6, 19}
 
 
+def test_a_window_without_hint_is_not_controlled(server):
+    """Windows 0-7, 6-13, 12-19 and keyframes at 0 and 19, with nonhint_multiplier 1 (the non-hint frames' residuals
+    are added): frames 8-11 lie only in the window 6-13, which holds no keyframe. 'no control' leaves them exactly as
+    without SparseCtrl; 'zero condition' (the encoder run with no hint there, Advanced-ControlNet's way) changes them."""
+    g = add_windows(base(frames=20), length=8, overlap=2, schedule="static", fuse="flat")
+    plain = latent(server, g)
+    only_middle = set(range(8, 12))
+    none = latent(server, add_sparsectrl(g, SCRIBBLE, images=2, indices="0, -1", nonhint=1.0, empty="no control"))
+    assert changed_frames(plain, none) == set(range(20)) - only_middle
+    zero = latent(server, add_sparsectrl(g, SCRIBBLE, images=2, indices="0, -1", nonhint=1.0, empty="zero condition"))
+    assert changed_frames(plain, zero) == set(range(20))
+
+
 ERRORS = [  # (graph, phrases in the error)
     (add_sparsectrl(base(frames=16), vae=False), ["RGB SparseCtrl", "VAE", "Apply ControlNet"]),
     (add_sparsectrl(base(frames=16), indices="0, 8, 15"), ["3 indices", "2 hint images", "more indices than images"]),

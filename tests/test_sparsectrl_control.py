@@ -9,7 +9,7 @@ import torch
 
 import comfy_env
 from motionkit.control.sparsectrl import SCRIBBLE, SparseCtrlError
-from motionkit.control.sparsectrl_keyframes import INDICES, NEAREST_HINT, KeyframeSettings
+from motionkit.control.sparsectrl_keyframes import INDICES, NEAREST_HINT, NO_CONTROL, ZERO_CONDITION, KeyframeSettings
 
 pytestmark = pytest.mark.comfyui  # in-process ComfyUI
 
@@ -116,6 +116,70 @@ def test_a_window_without_hint_gets_the_nearest_one_when_asked(comfy):
     call(c, 16, batched=1)
     assert mask_rows(enc) == [15]  # 39 is 9 frames away, 0 is 14: 39, on the window's last frame
     assert torch.equal(enc.calls[-1]["hint"][15, :3], torch.full((3, 16, 16), 0.5))
+
+
+class Previous:
+    """A ControlNet before SparseCtrl on core's chain: residuals of 10."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def get_control(self, *args):
+        return {"input": [], "output": [torch.full((self.rows, 1, 1, 1), 10.0) for _ in range(12)],
+                "middle": [torch.full((self.rows, 1, 1, 1), 10.0)]}
+
+
+def test_no_control_runs_no_encoder_in_a_window_without_hint(comfy):
+    """'no control' (the default) adds nothing in a window with no keyframe, whatever nonhint_multiplier says:
+    the encoder is not run, a ControlNet before it on the chain passes through unchanged."""
+    c, enc = make(comfy, KeyframeSettings(INDICES, (0, 39), nonhint_multiplier=0.5))
+    assert c.settings.empty_window == NO_CONTROL
+    c.set_context_window(list(range(12, 28)), 40)
+    assert call(c, 16) is None and enc.calls == []
+    c.set_previous_controlnet(Previous(32))
+    out = call(c, 16)
+    assert enc.calls == [] and all(torch.equal(r, torch.full((32, 1, 1, 1), 10.0)) for r in out["output"] + out["middle"])
+    c.set_context_window(list(range(0, 16)), 40)  # a window with a keyframe is still controlled
+    assert call(c, 16)["output"][0][0, 0, 0, 0] == 11.0 and mask_rows(enc) == [0, 16]
+
+
+def test_zero_condition_keeps_the_encoder_running_without_hint(comfy):
+    """'zero condition' (Advanced-ControlNet's behaviour): the encoder runs on a zero condition and mask 0 for every
+    frame of the window and its residuals are added, scaled by nonhint_multiplier."""
+    c, enc = make(comfy, KeyframeSettings(INDICES, (0, 39), nonhint_multiplier=0.5, empty_window=ZERO_CONDITION))
+    c.set_context_window(list(range(12, 28)), 40)
+    out = call(c, 16)
+    assert enc.calls[-1]["hint"].abs().max() == 0
+    assert out["output"][0][:, 0, 0, 0].tolist() == [0.5] * 32
+
+
+def test_residuals_in_a_window_without_hint_with_the_real_encoder(comfy):
+    """Measured on the encoder itself (small, random trained-looking weights, scribble): in a window without a
+    keyframe, 'no control' adds no residual; 'zero condition' adds residuals of the same order as a window with one."""
+    from motionkit.control.sparsectrl import build
+    from sparsectrl_files import random_state_dict
+    from test_sparsectrl import SMALL, small_config
+
+    encoder = build(small_config(SCRIBBLE), random_state_dict(SCRIBBLE, seed=1, **SMALL))
+    hints = torch.stack([torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(2)])
+    x = torch.randn(16, 4, 4, 4)
+    cond = {"c_crossattn": torch.randn(16, 7, SMALL["context_dim"])}
+
+    def largest(empty, window):
+        c = comfy.control_class()(encoder, "v3_sd15_sparsectrl_scribble.ckpt", 32,
+                                  KeyframeSettings(INDICES, (0, 39), empty_window=empty),
+                                  load_device=torch.device("cpu")).copy()
+        c.set_cond_hint(hints, 1.0, (0.0, 1.0))
+        c.model_sampling_current = SimpleNamespace(timestep=lambda t: t)
+        c.set_context_window(window, 40)
+        with torch.no_grad():
+            out = c.get_control(x, torch.full((16,), 500.0), cond, 1, {})
+        return 0.0 if out is None else max(r.abs().max().item() for r in out["output"] + out["middle"])
+
+    empty, keyframe = list(range(12, 28)), list(range(0, 16))
+    assert largest(NO_CONTROL, empty) == 0.0
+    with_hint, without = largest(NO_CONTROL, keyframe), largest(ZERO_CONDITION, empty)
+    assert with_hint > 0 and without > 0.25 * with_hint, (with_hint, without)
 
 
 def test_errors_at_apply_and_at_sampling(comfy):

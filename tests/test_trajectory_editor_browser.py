@@ -190,7 +190,7 @@ def test_toolbar_stays_inside_a_narrow_node(page):
                   stage: box(root.querySelector(".mk-stage")),
                   bar: [...root.querySelectorAll(".mk-bar button, .mk-bar span, .mk-bar input")]
                        .filter(e => e.offsetParent).map(box) }};
-    }}""", str(node) if isinstance(node, str) else node)
+    }}""", node)
     left, top, right, bottom = boxes["node"]
     stage_top = boxes["stage"][2]
     bad = [b for b in boxes["bar"] if b[1] < left - 0.5 or b[3] > right + 0.5 or b[2] < top - 0.5 or b[4] > stage_top + 0.5]

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from test_preview_browser import APP, diagnostics, page, pytestmark, screenshot  # noqa: F401  (fixture, skip marks)
-from trajectory.encoding import ARC_LENGTH, PER_POINT, path_positions
+from motionkit.trajectory.encoding import ARC_LENGTH, PER_POINT, path_positions
 
 
 def add_trajectory(page, width, height, frames=4, size=(420, 560)):

@@ -32,7 +32,7 @@ from .errors import AnimateAnyoneError
 from .pose_guider import PoseGuider, pose_features_for_rows, poses_to_frames
 from .reference_attention import ReferenceAttention, ReferenceBank
 
-from ..motion.injection import frames_in_call
+from ..common.unet_call import frames_in_call
 
 LOG = logging.getLogger("MotionKit")
 KEY = "motionkit_animate_anyone"

@@ -1,5 +1,5 @@
-"""Errors an artist can act on (house style of motion/errors.py: name the file and the fix)."""
-from ..motion.errors import MotionKitError
+"""Errors an artist can act on (house style of common/errors.py: name the file and the fix)."""
+from ..common.errors import MotionKitError
 
 
 class AnimateAnyoneError(MotionKitError):

@@ -96,7 +96,7 @@ class MotionTimer:
                 if any(m is layer.module for m, *_ in timer.capture):
                     timer.capturing = False
                 else:
-                    frames_in_call = timer.comfy.pack_attr("motion.injection", "frames_in_call")
+                    frames_in_call = timer.comfy.pack_attr("common.unet_call", "frames_in_call")
                     timer.capture.append((layer.module, tuple(x.shape), frames_in_call(x.shape[0], transformer_options),
                                           layer.app.info.module_norm, x.dtype))
             return out

@@ -358,7 +358,7 @@ def profile(comfy, capture, device, args, run_kind=None, plain_s_per_step=None, 
     # with plain and current-animation runs (rotating order, --repeats rounds, capped at 2), medians compared.
     if run_kind is not None:
         layer_cls = comfy.pack_attr("motion.injection", "MotionLayer")
-        frames_in_call = comfy.pack_attr("motion.injection", "frames_in_call")
+        frames_in_call = comfy.pack_attr("common.unet_call", "frames_in_call")
         orig = layer_cls.run
         makers = {"fused-fp32": lambda m, fr: (lambda fd: lambda x, frames, norm: x + fd(x, frames, norm == POOLED))(
             FastDelta(m, fr, sinusoidal_table=sinusoidal_table))}

@@ -26,9 +26,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from ..motion.errors import MotionKitError
-from ..sampling.context_handler import window_frames
-from ..sampling.percent_range import in_sigma_range, set_sigma_range
+from ..common.errors import MotionKitError
+from ..common.unet_call import in_sigma_range, set_sigma_range, window_frames
 from ..trajectory.encoding import Trajectory, fit
 
 

@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ..motion.errors import MotionKitError, WrongFileTypeError
+from ..common.errors import MotionKitError, WrongFileTypeError
 from ..motion.formats import load_weights_file
-from ..sampling.context_handler import window_frames as context_window_frames
-from ..sampling.percent_range import in_sigma_range, set_sigma_range
+from ..common.unet_call import in_sigma_range, set_sigma_range
+from ..common.unet_call import window_frames as context_window_frames
 from ..trajectory.encoding import DENSE, KERNEL_SUM, Trajectory, fit
 
 LOG = logging.getLogger("MotionKit")

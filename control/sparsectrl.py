@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ..motion.errors import MotionKitError, WrongFileTypeError
+from ..common.errors import MotionKitError, WrongFileTypeError
 from ..motion.formats import _KINDS, detect_kind, load_weights_file
 from ..motion.model import PER_FRAME, MotionModule
 

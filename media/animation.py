@@ -31,7 +31,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..motion.errors import MotionKitError
+from ..common.errors import MotionKitError
 
 FORMATS = ("mp4", "webm", "gif", "webp")
 EXTENSIONS = {"mp4": "mp4", "webm": "webm", "gif": "gif", "webp": "webp"}

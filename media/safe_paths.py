@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Tuple
 
-from ..motion.errors import MotionKitError
+from ..common.errors import MotionKitError
 
 ENV_VAR = "MOTIONKIT_EXTRA_INPUT_ROOTS"
 SETTINGS_FILE = "motionkit_input_roots.txt"

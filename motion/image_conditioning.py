@@ -31,7 +31,8 @@ import torch
 from einops import repeat
 
 from .errors import IncompatibleModelError, MotionKitError
-from .injection import IMAGE_FEATURES, MotionApplication, applications, frames_in_call, unet_description
+from ..common.unet_call import frames_in_call, transformer_options_of
+from .injection import IMAGE_FEATURES, MotionApplication, applications, unet_description
 
 KEY = "motionkit_animatelcm_i2v"
 I2V_FILE = "AnimateLCM_sd15_i2v.ckpt"
@@ -140,10 +141,7 @@ def apply_image(model_patcher, image: torch.Tensor, vae, motion_scale: float):
 
     def diffusion_model(executor, *args, **kwargs):
         x = args[0]
-        if len(args) > 5:
-            options = args[5]
-        else:
-            options = kwargs.get("transformer_options", {})
+        options = transformer_options_of(args, kwargs)
         frames = frames_in_call(x.shape[0], options)
         features = dict(options.get(IMAGE_FEATURES, {}))
         for app in cond.apps:

@@ -28,7 +28,7 @@ from .errors import IncompatibleModelError, TooManyFramesError
 from .formats import MotionModelInfo
 from .model import POOLED, MotionModel
 
-from ..sampling.percent_range import in_sigma_range, set_sigma_range
+from ..common.unet_call import frames_in_call, in_sigma_range, set_sigma_range, transformer_options_of
 
 LAYER_NAME = "motionkit_motion"
 # transformer_options entry: {motion module: tensor added to its input} (AnimateLCM-I2V image features,
@@ -129,12 +129,6 @@ class FramePooledGroupNorm(nn.Module):
             return self.norm(x)
         pooled = self.norm(rearrange(x, "(b f) c h w -> b c f h w", f=context.frames))
         return rearrange(pooled, "b c f h w -> (b f) c h w")
-
-
-def frames_in_call(rows: int, transformer_options: dict) -> int:
-    """cond and uncond (and several conds) are concatenated in one batch, each holding all frames."""
-    chunks = len(transformer_options.get("cond_or_uncond", [])) or 1
-    return rows // chunks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,7 +342,7 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
 
     def diffusion_model(executor, *args, **kwargs):
         x = args[0]
-        transformer_options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
+        transformer_options = transformer_options_of(args, kwargs)
         app.context.frames = frames_in_call(x.shape[0], transformer_options)
         app.context.active = in_range(settings, transformer_options)
         check_frames(app, app.context.frames)

@@ -1,4 +1,5 @@
 """Thin ComfyUI node classes, one file per feature (classic node API: see README)."""
+from . import model_folders  # noqa: F401  (registers MotionKit's model folders first)
 from .animate_anyone import ApplyAnimateAnyone, LoadAnimateAnyone
 from .animatelcm_i2v import AnimateLCMI2VImage
 from .apply_motion_model import ApplyMotionModel

@@ -9,16 +9,6 @@ from ..animate_anyone.errors import AnimateAnyoneError
 from ..animate_anyone.files import FILES, FOLDER, WHERE, read_weights
 
 
-def register() -> None:
-    path = os.path.join(folder_paths.models_dir, FOLDER)
-    if FOLDER not in folder_paths.folder_names_and_paths:
-        folder_paths.folder_names_and_paths[FOLDER] = ([path], set(folder_paths.supported_pt_extensions) | {".pth"})
-    else:
-        folder_paths.add_model_folder_path(FOLDER, path)
-
-
-register()
-
 ROLE_TIPS = {
     "denoising_unet": "denoising_unet.pth: the UNet that makes the frames (Moore-AnimateAnyone's pretrained_weights).",
     "reference_unet": "reference_unet.pth: the ReferenceNet that reads the reference image once per run.",

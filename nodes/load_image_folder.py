@@ -4,7 +4,7 @@ import os
 import folder_paths
 
 from ..media.safe_paths import Roots, check_file, resolve
-from ..motion.errors import MotionKitError
+from ..common.errors import MotionKitError
 from ..media.animation import IMAGE_EXTENSIONS, read_image_folder
 from .load_video import progress_bar, selection, selection_inputs
 

@@ -7,9 +7,7 @@ import folder_paths
 from ..motion.formats import LOAD_STAGES, MotionModelInfo, load_motion_model
 from ..motion.injection import comfy_layers
 from ..motion.model import MotionModel
-from .model_folders import MOTION_FOLDER, register
-
-register()
+from .model_folders import MOTION_FOLDER
 
 
 @dataclass(frozen=True)

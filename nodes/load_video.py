@@ -3,7 +3,7 @@ import os
 
 import folder_paths
 
-from ..motion.errors import MotionKitError
+from ..common.errors import MotionKitError
 from ..media.safe_paths import Roots, resolve
 from ..media.animation import CROP_MODES, RESIZE_METHODS, FrameSelection, read_video
 

@@ -1,24 +1,25 @@
-"""Where motion models live: models/animatediff_models (the name ADE users already have) and models/motion_models."""
-import os
+"""MotionKit's model folders (ComfyUI/models/<name>), all registered here when the pack loads.
 
-import folder_paths
+The names are AnimateDiff-Evolved's where ADE has the same kind of file, so an existing collection works as it is
+and both packs share one list when both are installed (common/folders.py)."""
+from ..animate_anyone.files import FOLDER as ANIMATE_ANYONE_FOLDER
+from ..common.folders import register_model_folder
 
-MOTION_FOLDER = "animatediff_models"
-MOTION_LORA_FOLDER = "animatediff_motion_lora"  # models/animatediff_motion_lora, as in AnimateDiff-Evolved
+MOTION_FOLDER = "animatediff_models"  # also models/motion_models
+MOTION_LORA_FOLDER = "animatediff_motion_lora"
+OMCM_FOLDER = "motionctrl"
+
+FOLDERS = (  # name, further subfolders of models/ it holds, file extensions besides ComfyUI's usual ones
+    (MOTION_FOLDER, ("motion_models",), ()),
+    (MOTION_LORA_FOLDER, (), ()),
+    (OMCM_FOLDER, (), ()),
+    (ANIMATE_ANYONE_FOLDER, (), (".pth",)),
+)
 
 
 def register() -> None:
-    paths = [os.path.join(folder_paths.models_dir, d) for d in ("animatediff_models", "motion_models")]
-    if MOTION_FOLDER not in folder_paths.folder_names_and_paths:
-        folder_paths.folder_names_and_paths[MOTION_FOLDER] = (paths, set(folder_paths.supported_pt_extensions))
-    else:  # another pack (e.g. ADE) registered it first: add our paths to its list
-        for path in paths:
-            folder_paths.add_model_folder_path(MOTION_FOLDER, path)
+    for name, subfolders, extensions in FOLDERS:
+        register_model_folder(name, subfolders, extensions)
 
 
-def register_motion_lora() -> None:
-    path = os.path.join(folder_paths.models_dir, MOTION_LORA_FOLDER)
-    if MOTION_LORA_FOLDER not in folder_paths.folder_names_and_paths:
-        folder_paths.folder_names_and_paths[MOTION_LORA_FOLDER] = ([path], set(folder_paths.supported_pt_extensions))
-    else:  # registered by another pack (e.g. ADE)
-        folder_paths.add_model_folder_path(MOTION_LORA_FOLDER, path)
+register()

@@ -4,9 +4,7 @@ from dataclasses import replace
 import folder_paths
 
 from ..motion.lora import read_motion_lora
-from .model_folders import MOTION_LORA_FOLDER, register_motion_lora
-
-register_motion_lora()
+from .model_folders import MOTION_LORA_FOLDER
 
 
 class LoadMotionLoRA:

@@ -7,9 +7,8 @@ import folder_paths
 from ..training import comfy_train
 from ..training.loop import DTYPES, TrainSettings
 from ..training.plot import loss_curve
-from .model_folders import MOTION_LORA_FOLDER, register_motion_lora
+from .model_folders import MOTION_LORA_FOLDER
 
-register_motion_lora()
 NO_RESUME = "[none]"
 
 

@@ -11,19 +11,7 @@ from ..trajectory.encoding import SPACINGS, encode_paths, parse_paths
 from ..trajectory.errors import TrajectoryError
 from ..trajectory.preview import render
 from ..trajectory.video_flow import optical_flow
-
-OMCM_FOLDER = "motionctrl"
-
-
-def register_omcm_folder() -> None:
-    path = os.path.join(folder_paths.models_dir, OMCM_FOLDER)
-    if OMCM_FOLDER not in folder_paths.folder_names_and_paths:
-        folder_paths.folder_names_and_paths[OMCM_FOLDER] = ([path], set(folder_paths.supported_pt_extensions))
-    else:
-        folder_paths.add_model_folder_path(OMCM_FOLDER, path)
-
-
-register_omcm_folder()
+from .model_folders import OMCM_FOLDER
 
 
 def _percent(default, tip):

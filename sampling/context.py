@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from ..motion.errors import ContextWindowError
+from .errors import ContextWindowError
 
 # what the artist picks -> core's schedule name (comfy.context_windows.ContextSchedules); the last is MotionKit's
 FIXED_UNIFORM = "uniform fixed (Animate Anyone)"

@@ -22,7 +22,7 @@ Image batches of one image stay broadcast by core; other counts than one per fra
 behaviour, with a warning.
 * per-frame inputs that live on the MODEL rather than in the conds (a trajectory's flow for MotionCtrl's OMCM,
   its boxes for trajectory attention) take the window core publishes in transformer_options
-  ("context_window") through `window_frames`, so they follow the same windows as the conds.
+  ("context_window") through `common.unet_call.window_frames`, so they follow the same windows as the conds.
 Besides: core's schedules run with a stride that fits the frames and no frame left out
 (`context_schedule`), Moore-AnimateAnyone's fixed wrapping windows as one more schedule, a gaussian fuse
 method in core's ContextFuseMethod form (`fuse_method`), and the sampler's progress bar advanced after every
@@ -62,13 +62,6 @@ def slice_model_cond(value, index_list: list[int], frames: int):
     if per_frame(cond, frames) and hasattr(value, "_copy_with"):
         return value._copy_with(cond[index_list])
     return value
-
-
-def window_frames(transformer_options: dict, frames: int) -> list[int] | None:
-    """The animation's frames in this UNet call (`frames` per cond): the context window's when sampling in
-    windows, None otherwise (then the call holds every frame)."""
-    window = getattr(transformer_options.get("context_window"), "index_list", None)
-    return list(window) if window is not None and len(window) == frames else None
 
 
 @dataclass

@@ -36,7 +36,7 @@ import torch
 from . import window_progress
 from .noise import derived_generator, frame_dim
 
-from ..motion.errors import NoiseOptionError
+from .errors import NoiseOptionError
 
 LOG = logging.getLogger("MotionKit")
 KEY = "motionkit_freeinit"

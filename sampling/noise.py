@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ..motion.errors import NoiseOptionError
+from .errors import NoiseOptionError
 
 SHUFFLE = "shuffle_context"
 REPEAT = "repeat_context"

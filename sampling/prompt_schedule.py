@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..motion.errors import PromptScheduleError
+from .errors import PromptScheduleError
 
 LOG = logging.getLogger("MotionKit")
 INTERPOLATIONS = ("linear", "hold")

@@ -14,7 +14,8 @@ import torch
 import comfy_env
 from motionkit.sampling.context import (FIXED_UNIFORM, SCHEDULES, WRAPPING, check_settings, fill_gaps, gaussian_weights,
                               step_index, usable_stride)
-from motionkit.motion.errors import ContextWindowError, MotionKitError
+from motionkit.common.errors import MotionKitError
+from motionkit.sampling.errors import ContextWindowError
 
 # ---------------------------------------------------------------------------------------------
 # Pure parts

@@ -53,3 +53,43 @@ def test_tests_and_benches_import_the_pack_as_a_package():
         for m in top.finditer(path.read_text()):
             bad.append(f"{path.relative_to(REPO)}: {m.group(0).strip()}")
     assert not bad, "import the pack as `motionkit.<package>` (tests/pack_package.py):\n" + "\n".join(bad)
+
+
+# Floors, lowest first: a package imports only packages on floors below its own (shared/ARCHITECTURE.md).
+FLOORS = (
+    ("common",),
+    ("motion", "sampling"),
+    ("media", "trajectory", "queue_tool"),
+    ("control", "training", "animate_anyone"),
+    ("nodes",),
+)
+
+
+def package_imports() -> dict[str, set[str]]:
+    """package -> the other packages of ours its modules import (also inside functions)."""
+    graph: dict[str, set[str]] = {}
+    for path in pack_sources():
+        rel = path.relative_to(REPO)
+        if len(rel.parts) < 2:
+            continue
+        pkg = rel.parts[0]
+        graph.setdefault(pkg, set())
+        depth = len(rel.parts) - 1  # how deep the module's folder is below the pack's root
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == depth + 1:  # reaches the pack's root
+                targets = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+                graph[pkg].update(t for t in targets if t != pkg)
+    return graph
+
+
+def test_every_package_is_on_a_floor():
+    floors = {p for floor in FLOORS for p in floor}
+    assert set(package_imports()) <= floors, f"put {set(package_imports()) - floors} on a floor in FLOORS"
+
+
+def test_imports_point_down_only():
+    floor_of = {p: i for i, floor in enumerate(FLOORS) for p in floor}
+    up = [f"{pkg} (floor {floor_of[pkg]}) imports {dep} (floor {floor_of[dep]})"
+          for pkg, deps in sorted(package_imports().items()) for dep in sorted(deps)
+          if floor_of[dep] >= floor_of[pkg]]
+    assert not up, "imports that do not point down:\n" + "\n".join(up)

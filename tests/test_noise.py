@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from motionkit.motion.errors import NoiseOptionError
+from motionkit.sampling.errors import NoiseOptionError
 from motionkit.sampling import freeinit as fi
 from motionkit.sampling.noise import RANDOM, REPEAT, SHUFFLE, FreeNoise, derived_generator, free_noise
 

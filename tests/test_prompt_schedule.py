@@ -4,7 +4,8 @@ for ComfyUI's CLIP object (tokenize + encode_from_tokens(return_pooled=True, ret
 import pytest
 import torch
 
-from motionkit.motion.errors import MotionKitError, PromptScheduleError
+from motionkit.common.errors import MotionKitError
+from motionkit.sampling.errors import PromptScheduleError
 from motionkit.sampling.prompt_schedule import parse_prompt_schedule, prompt_schedule_conditioning
 
 

@@ -1,5 +1,5 @@
-"""Training errors in the house style (motion/errors.py): each says what is wrong and what to do."""
-from ..motion.errors import MotionKitError
+"""Training errors in the house style (common/errors.py): each says what is wrong and what to do."""
+from ..common.errors import MotionKitError
 
 
 class TrainingError(MotionKitError):

@@ -1,5 +1,5 @@
-"""Trajectory errors, in the house style (motion.errors): say what is wrong and what to do."""
-from ..motion.errors import MotionKitError
+"""Trajectory errors, in the house style (common/errors.py): say what is wrong and what to do."""
+from ..common.errors import MotionKitError
 
 
 class TrajectoryError(MotionKitError):

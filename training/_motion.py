@@ -2,8 +2,10 @@
 try:  # inside ComfyUI: <pack>.motion
     from ..motion import lora as motion_lora
     from ..motion.model import MotionArchitecture, MotionModel
+    from ..motion.pickle_check import code_in_pickle, reason, refused_by_weights_only
 except ImportError:  # tests: `motion` is top level
     from motion import lora as motion_lora
     from motion.model import MotionArchitecture, MotionModel
+    from motion.pickle_check import code_in_pickle, reason, refused_by_weights_only
 
-__all__ = ["motion_lora", "MotionArchitecture", "MotionModel"]
+__all__ = ["motion_lora", "MotionArchitecture", "MotionModel", "code_in_pickle", "reason", "refused_by_weights_only"]

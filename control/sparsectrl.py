@@ -28,6 +28,7 @@ from torch import nn
 from ..common.errors import MotionKitError, WrongFileTypeError
 from ..motion.formats import _KINDS, detect_kind, load_weights_file
 from ..motion.model import PER_FRAME, MotionModule
+from ..motion.pickle_check import code_in_pickle, reason, refused_by_weights_only
 
 RGB, SCRIBBLE = "rgb", "scribble"
 PE_LENGTH = 32  # stored PE length of both published files: the most frames one pass holds
@@ -302,12 +303,13 @@ def read_file(path: str) -> dict:
         # animatediff_config (an OmegaConf/dict) rides along in the published pickles; weights_only refuses code
         return load_weights_file(path)
     except Exception as e:
-        if "Weights only load failed" in str(e) and "GLOBAL" in str(e):  # pickled code: refused, never run
+        code = code_in_pickle(path) if refused_by_weights_only(e) else []
+        if code:  # refused by torch's weights-only loader, never run; torch's advice (weights_only=False) not passed on
             raise SparseCtrlError(
-                f"'{name}' contains Python objects besides weights (pickled code or classes), so MotionKit refuses to "
-                f"load it. Download the SparseCtrl file from its official source (guoyww/animatediff), or a "
+                f"'{name}' holds code ({', '.join(code[:3])}), so MotionKit refused it and ran none of it. Do not load "
+                f"it any other way: download the SparseCtrl file from its official source (guoyww/animatediff), or a "
                 f".safetensors conversion of it.") from e
-        raise SparseCtrlError(f"Could not read '{name}': {type(e).__name__}: {e}. The file is corrupt or incomplete "
+        raise SparseCtrlError(f"Could not read '{name}': {reason(e)}. The file is corrupt or incomplete "
                               f"(often an interrupted download); download it again.") from e
 
 

@@ -48,6 +48,22 @@ class MediaError(MotionKitError):
     """A video or image folder that cannot be read, or settings that select no frames."""
 
 
+# Reading: FFmpeg may open only these demuxers (its format_whitelist, checked on the probed content, so the file's
+# name does not matter) and only plain files. Each reads the one file it is given: no playlist (hls, dash), concat
+# list, image2 pattern, sdp, lavfi or tee, which open further files or devices that the path checks in
+# safe_paths.py never saw. MOV/MP4 can name external data files ("drefs"): FFmpeg follows them only with
+# enable_drefs, which stays off.
+VIDEO_DEMUXERS = ("mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi", "gif")
+SAFE_OPEN_OPTIONS = (("format_whitelist", ",".join(VIDEO_DEMUXERS)), ("protocol_whitelist", "file"),
+                     ("enable_drefs", "0"))
+READABLE = "MP4/MOV, WebM/MKV, AVI and GIF"
+
+
+def _reason(error: Exception) -> str:
+    """FFmpeg's reason without the file name or its log lines (which may name files outside ComfyUI's folders)."""
+    return getattr(error, "strerror", None) or type(error).__name__
+
+
 # ---------------------------------------------------------------------------------------------
 # Writing
 
@@ -131,7 +147,7 @@ def _write_video(images, order, path, settings, tags, progress):
             for packet in stream.encode():
                 out.mux(packet)
     except av.error.FFmpegError as e:
-        raise MediaError(f"Could not write {os.path.basename(path)} ({settings.format}): {e}") from e
+        raise MediaError(f"Could not write {os.path.basename(path)} ({settings.format}): {_reason(e)}") from e
 
 
 def _write_image_animation(images, order, path, settings, tags, progress):
@@ -280,10 +296,14 @@ def read_video(path: str, sel: FrameSelection, progress: Progress = None) -> Tup
     sel.check()
     name = os.path.basename(path)
     try:
-        container = av.open(path, mode="r")
+        container = av.open(path, mode="r", container_options=dict(SAFE_OPEN_OPTIONS))
     except (av.error.FFmpegError, OSError) as e:
-        raise MediaError(f"{name} is not a video file FFmpeg can read ({e}). Use an .mp4, .webm, .mov, .mkv or "
-                         f".avi file, or Load Image Folder for a folder of frames.") from e
+        # One message for every refusal: never FFmpeg's text (it can name other files) nor whether a file that a
+        # playlist points at exists.
+        raise MediaError(f"{name} is not a video file Load Video Frames reads. It reads {READABLE} files, "
+                         f"recognised by their content, not their name; playlists (.m3u8), concat lists and other "
+                         f"files that point FFmpeg at further files are refused. Use an .mp4, .webm, .mov, .mkv, "
+                         f".avi or .gif file, or Load Image Folder for a folder of frames.") from e
     frames: List[np.ndarray] = []
     seen = 0
     with container:
@@ -315,7 +335,8 @@ def read_video(path: str, sel: FrameSelection, progress: Progress = None) -> Tup
                 seen += 1
         except av.error.FFmpegError as e:
             if not frames:
-                raise MediaError(f"{name} could not be decoded ({e}); the file may be damaged or not a video.") from e
+                raise MediaError(f"{name} could not be decoded ({_reason(e)}); the file may be damaged or not a "
+                                 f"video.") from e
             # a damaged tail: keep the frames decoded so far, as players do
     if not frames:
         raise MediaError(f"No frames left from {name}: it has {seen} frame(s) and the settings ({sel.describe()}) "

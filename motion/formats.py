@@ -15,6 +15,7 @@ import torch
 from .errors import MotionKitError, WrongFileTypeError
 from .image_encoder import build_image_encoder, split_image_encoder
 from .model import PER_FRAME, POOLED, SD15_CHANNELS, SDXL_CHANNELS, MotionArchitecture
+from .pickle_check import code_in_pickle, reason, refused_by_weights_only
 
 LOG = logging.getLogger("MotionKit")
 ANIMATELCM_PE_LENGTH = 64  # AnimateLCM stores no PE; its code builds a 64-row table (§4.6)
@@ -65,13 +66,14 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     try:
         sd = load_weights_file(path)
     except Exception as e:  # truncated downloads, HTML error pages saved as .ckpt, pickles with code
-        if "Weights only load failed" in str(e) and "GLOBAL" in str(e):  # a pickled class/function: refused, never run
+        code = code_in_pickle(path) if refused_by_weights_only(e) else []
+        if code:  # refused by torch's weights-only loader, never run; torch's advice (weights_only=False) not passed on
             raise MotionKitError(
-                f"'{name}' contains Python objects besides weights (pickled code or classes), so MotionKit refuses "
-                f"to load it. Download the motion model from its official source, as .safetensors if offered."
-            ) from e
+                f"'{name}' holds code ({', '.join(code[:3])}), so MotionKit refused it and ran none of it. Do not "
+                f"load it any other way: download the motion model from its official source, as .safetensors if "
+                f"offered.") from e
         raise MotionKitError(
-            f"Could not read '{name}': {type(e).__name__}: {e}. The file is corrupt or incomplete "
+            f"Could not read '{name}': {reason(e)}. The file is corrupt or incomplete "
             f"(often an interrupted download); download it again."
         ) from e
     return clean_state_dict(sd, name)

@@ -106,7 +106,9 @@ class TrainMotionLoRA:
         request = comfy_train.TrainRequest(rank=p["rank"], settings=settings, save_path=save_path,
                                            overwrite=p["overwrite"], resume_path=resume,
                                            gradient_checkpointing=p["gradient_checkpointing"],
-                                           frames_per_clip=p["frames_per_clip"])
+                                           frames_per_clip=p["frames_per_clip"],
+                                           save_shown=save_path and f"'{os.path.relpath(save_path, root)}' in "
+                                                                   f"ComfyUI's models/{MOTION_LORA_FOLDER} folder")
         bar = comfy.utils.ProgressBar(settings.steps)
         losses, first = [], [None]
         every = max(1, settings.steps // 50)

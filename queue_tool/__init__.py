@@ -14,7 +14,7 @@ the pack's folder, or ``python -m queue_tool``.
 """
 from .batch import (DEFAULT_MAX_PROMPTS, DEFAULT_SERVER, Assignment, ServerError, UsageError, build_prompt,
                     check_server_url, describe, expand, load_workflow, node_label, parse_assignment,
-                    parse_values, resolve_node, split_list)
+                    parse_values, resolve_node, server_key, split_list)
 from .client import (Server, ServerDead, WebSocket, WebSocketClosed, execution_failure, file_path,
                      outputs_of, validation_failure)
 from .cli import DEFAULT_TIMEOUT, build_parser, main, run
@@ -24,4 +24,4 @@ __all__ = ["DEFAULT_MAX_PROMPTS", "DEFAULT_SERVER", "DEFAULT_TIMEOUT", "Assignme
            "ServerDead", "ServerError", "UsageError", "WebSocket", "WebSocketClosed", "build_parser",
            "build_prompt", "check_server_url", "describe", "execution_failure", "expand", "file_path",
            "load_workflow", "main", "node_label", "outputs_of", "parse_assignment", "parse_values",
-           "resolve_node", "run", "split_list", "validation_failure"]
+           "resolve_node", "run", "server_key", "split_list", "validation_failure"]

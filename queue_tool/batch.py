@@ -278,22 +278,49 @@ def describe(combo: Sequence[Tuple[Assignment, Any]], width: int = 60) -> str:
 # Server URL
 
 def check_server_url(url: str, explicit: bool) -> urllib.parse.SplitResult:
-    u = urllib.parse.urlsplit(url.strip())
+    try:  # urlsplit and .port raise ValueError on e.g. "http://[::1", "http://host:99999", "http://host:abc"
+        u = urllib.parse.urlsplit(url.strip())
+        host, _ = u.hostname, u.port
+    except ValueError as e:
+        raise UsageError(f"--server {url!r} is not a valid URL ({e}); give http://HOST:PORT")
     if u.scheme not in ("http", "https"):
         raise UsageError(f"--server {url!r}: only http:// (or https://) ComfyUI URLs are accepted")
-    if not u.hostname:
+    if not host:
         raise UsageError(f"--server {url!r}: no host in the URL")
+    if any(c.isspace() for c in u.netloc):
+        raise UsageError(f"--server {url!r}: the host holds a space")
     if u.username or u.password or u.query or u.fragment:
         raise UsageError(f"--server {url!r}: give only scheme://host:port[/path]")
-    if not explicit and not _is_loopback(u.hostname):
+    if not explicit and not _is_loopback(host):
         raise UsageError("the default server must be on this machine")
     return u
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def server_key(url: urllib.parse.SplitResult) -> str:
+    """One server however its URL is spelled: host case and trailing dot, default port, trailing slash, IPv6
+    notation; every loopback name (localhost, 127.x.x.x, ::1) is this machine. --resume finds a prompt's server by
+    this key, so `localhost` and `127.0.0.1` do not run an in-flight prompt a second time."""
+    host = (url.hostname or "").lower().rstrip(".")
+    if _is_loopback(host):
+        host = "loopback"
+    else:
+        try:
+            ip = ipaddress.ip_address(host)
+            host = str(getattr(ip, "ipv4_mapped", None) or ip)
+        except ValueError:
+            pass
+    return f"{url.scheme}://{host}:{url.port or DEFAULT_PORTS.get(url.scheme, 0)}{url.path.rstrip('/')}"
+
+
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)

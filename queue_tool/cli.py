@@ -9,7 +9,7 @@ import urllib.parse
 from typing import Any, Dict, List, Optional, Sequence
 
 from .batch import (DEFAULT_MAX_PROMPTS, DEFAULT_SERVER, ServerError, UsageError, build_prompt,
-                    check_server_url, describe, expand, load_workflow, node_label, parse_assignment)
+                    check_server_url, describe, expand, load_workflow, node_label, parse_assignment, server_key)
 from .client import NET_ERRORS, HTTPStatusError, Server, file_path
 from .manifest import DONE, Manifest, workflow_digest
 from .sweep import Job, Progress, Sweep, inputs_json, json_safe
@@ -110,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
         urls = [check_server_url(u, explicit=True) for u in args.servers]
     else:
         urls = [check_server_url(DEFAULT_SERVER, explicit=False)]
-    if len({u.netloc + u.path.rstrip("/") for u in urls}) != len(urls):
-        raise UsageError("the same --server is given twice")
+    if len({server_key(u) for u in urls}) != len(urls):
+        raise UsageError("the same --server is given twice (localhost, 127.0.0.1 and ::1 are one server)")
 
     manifest = None
     manifest_path = args.manifest or args.resume
@@ -263,12 +263,23 @@ async def _adopt_earlier(servers: List[Server], jobs: List[Job], prev: Optional[
     if prev is None:
         return jobs
     from .client import execution_failure, outputs_of
-    by_label = {s.label: s for s in servers if s.alive}
+    live = [s for s in servers if s.alive]
+
+    def server_of(label: str):
+        """The live server the manifest's label (host:port as typed then) names, however it is typed now."""
+        for s in live:
+            try:
+                if label and server_key(urllib.parse.urlsplit(f"{s.url.scheme}://{label}{s.url.path}")) == s.key:
+                    return s
+            except ValueError:  # a hand-edited manifest
+                return None
+        return None
+
     old = {r["index"]: r for r in prev.rows}
     todo = []
     for job in jobs:
         r = old.get(job.index) or {}
-        srv, pid = by_label.get(r.get("server") or ""), r.get("prompt_id")
+        srv, pid = server_of(r.get("server") or ""), r.get("prompt_id")
         if r.get("status") in ("queued", "running") and srv is not None and pid:
             try:
                 entry = await srv.history(pid)

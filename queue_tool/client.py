@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import aiohttp
 
-from .batch import node_label
+from .batch import node_label, server_key
 
 HTTP_TIMEOUT = 30.0          # one HTTP request
 ALIVE_TIMEOUT = 5.0          # the "is it still there" probe
@@ -33,7 +33,8 @@ class Server:
     def __init__(self, url: urllib.parse.SplitResult, session: aiohttp.ClientSession):
         self.url = url
         self.base = urllib.parse.urlunsplit((url.scheme, url.netloc, url.path.rstrip("/"), "", ""))
-        self.label = url.netloc
+        self.label = url.netloc          # as typed: for messages and the manifest
+        self.key = server_key(url)       # which server it is, however spelled (--resume matches on it)
         self.session = session
         self.client_id = uuid.uuid4().hex
         self.ws: Optional[aiohttp.ClientWebSocketResponse] = None

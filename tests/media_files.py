@@ -66,3 +66,13 @@ def write_png_folder(folder, frames: int = 12, width: int = 40, height: int = 30
     for i in range(frames):
         Image.fromarray(frame_rgb(i, width, height)).save(folder / name.format(i))
     return folder
+
+
+def hls_playlist(segment: str) -> str:
+    """An HLS playlist (.m3u8) of one segment: FFmpeg's hls demuxer opens *segment* (relative to the list)."""
+    return f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:1.0,\n{segment}\n#EXT-X-ENDLIST\n"
+
+
+def ffconcat_list(target: str) -> str:
+    """An ffconcat list: FFmpeg's concat demuxer (recognised by this first line, whatever the name) opens *target*."""
+    return f"ffconcat version 1.0\nfile '{target}'\n"

@@ -201,6 +201,57 @@ def test_path_inputs_cannot_leave_comfyuis_folders(server, tmp_path_factory):
     assert res.status == "error", "allowed only while the server's settings say so"
 
 
+def upload(server, name: str, data: bytes) -> None:
+    """POST /upload/image, as the node's upload button does (ComfyUI takes any file name into input/)."""
+    import urllib.request
+    import uuid
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + (
+            f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\ntrue\r\n"
+            f"--{boundary}--\r\n").encode()
+    req = urllib.request.Request(server.url + "/upload/image", data=body, method="POST",
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=30) as r:
+        assert json.loads(r.read())["name"] == name
+
+
+def test_load_video_refuses_files_that_point_at_other_files(server, tmp_path_factory):
+    """Item: an uploaded playlist made FFmpeg read any media file the server can read. Playlists, concat lists
+    (whatever their name) are refused by content, with the same words whether their target exists."""
+    secret = tmp_path_factory.mktemp("host_secret_media")
+    mfl.write_video(secret / "private.mp4", frames=6, width=32, height=32, fps=8)
+    up = os.path.relpath(secret, server.input_dir)
+    link = server.input_dir / "elsewhere"  # a link already in input/ (an upload cannot make one)
+    link.symlink_to(secret, target_is_directory=True)
+    files = {"look.m3u8": mfl.hls_playlist(f"{up}/private.mp4"),
+             "gone.m3u8": mfl.hls_playlist(f"{up}/missing.mp4"),
+             "hls_named.mp4": mfl.hls_playlist(f"{up}/private.mp4"),
+             "list.ffconcat": mfl.ffconcat_list("elsewhere/private.mp4"),
+             "list_named.mp4": mfl.ffconcat_list("elsewhere/private.mp4"),
+             "list_named.mkv": mfl.ffconcat_list("clip.mp4")}
+    messages = {}
+    for name, text in files.items():
+        upload(server, name, text.encode())
+        res = run(server, {"1": load_video(video=name), "2": save(["1", 0], "gif", "media/leak")})
+        assert res.status == "error", f"{name} was read"
+        assert res.execution_error["exception_type"].endswith("MediaError"), res.error_message
+        message = res.error_message
+        assert f"{name} is not a video file Load Video Frames reads" in message, message
+        for leak in (str(secret), "host_secret", str(server.base_dir), "private.mp4", "elsewhere"):
+            assert leak not in message, (leak, message)
+        messages[name] = message.replace(name, "<name>")
+    assert messages["look.m3u8"] == messages["gone.m3u8"], "a playlist must not tell whether its target exists"
+    assert len(set(messages.values())) == 1
+    # a real MP4 uploaded the same way still loads
+    real = tmp_path_factory.mktemp("upload") / "real.mp4"
+    mfl.write_video(real, frames=5, width=32, height=32, fps=8)
+    upload(server, "real_upload.mp4", real.read_bytes())
+    res = run(server, {"1": load_video(video="real_upload.mp4"), "2": save(["1", 0], "gif", "media/real")})
+    indices, size, _, _ = decoded(res.raise_for_status().files("2", "images")[0])
+    assert indices == [0, 1, 2, 3, 4] and size == (32, 32)
+
+
 # ---------------------------------------------------------------------------------------------
 # The vid2vid example workflow
 

@@ -96,7 +96,8 @@ def test_train_apply_sample_end_to_end_and_reload_exactly(server):
 
 ERRORS = [
     # (graph change, phrases the message must hold)
-    (lambda: train_graph("t_zoom", seed=5), ["t_zoom.safetensors", "already exists", "overwrite"]),
+    (lambda: train_graph("t_zoom", seed=5), ["'t_zoom.safetensors' in ComfyUI's models/animatediff_motion_lora folder "
+                                             "already exists", "overwrite"]),
     (lambda: train_graph("t_rank", rank=8, resume="t_zoom.safetensors"), ["rank 4", "rank is set to 8"]),
     (lambda: _set(train_graph("t_short"), "23", frames_per_clip=1), ["at least 2"]),
     (lambda: _set(train_graph("t_odd"), "23", frames_per_clip=3), ["divisor"]),
@@ -117,6 +118,7 @@ def test_bad_input_is_refused_clearly_and_comfyui_stays_usable(server):
         assert res.status == "error"
         for phrase in phrases:
             assert phrase in res.error_message, f"{phrase!r} not in {res.error_message!r}"
+        assert str(server.base_dir) not in res.error_message, "a host path reached the prompt's sender"
     plain = tcm.with_motion(tcm.base_graph(frames=FRAMES), MOTION)
     run_latent(server, plain)
 

@@ -213,9 +213,9 @@ def test_webm_input(tmp_path):
 def test_video_errors(tmp_path, video):
     text = tmp_path / "notes.mp4"
     text.write_text("not a video at all")
-    with pytest.raises(MediaError, match=r"notes\.mp4 is not a video file"):
+    with pytest.raises(MediaError, match=r"notes\.mp4 is not a video file Load Video Frames reads"):
         read_video(str(text), FrameSelection())
-    audio = tmp_path / "tone.wav"
+    audio = tmp_path / "tone.mka"  # Matroska audio only (a WAV file is not a format Load Video Frames reads)
     with av.open(str(audio), "w") as out:
         s = out.add_stream("pcm_s16le", rate=8000)
         frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
@@ -224,7 +224,7 @@ def test_video_errors(tmp_path, video):
             out.mux(p)
         for p in s.encode():
             out.mux(p)
-    with pytest.raises(MediaError, match=r"tone\.wav has no video stream"):
+    with pytest.raises(MediaError, match=r"tone\.mka has no video stream"):
         read_video(str(audio), FrameSelection())
     with pytest.raises(MediaError, match=r"No frames left from clip\.mp4: it has 18 frame\(s\).*skip_first=18"):
         read_video(str(video), FrameSelection(skip_first=18))
@@ -234,6 +234,48 @@ def test_video_errors(tmp_path, video):
         read_video(str(video), FrameSelection(method="magic"))
     with pytest.raises(MediaError, match="not a video file"):
         read_video(str(tmp_path / "missing.mp4"), FrameSelection())
+
+
+def test_files_that_point_at_other_files_are_refused(tmp_path):
+    """Playlists and concat lists make FFmpeg open further files that the path checks never saw: read_video
+    refuses them by content (whatever the name), with one message whether their target exists or not."""
+    (tmp_path / "host_secret").mkdir()
+    (tmp_path / "input").mkdir()
+    secret = mfl.write_video(tmp_path / "host_secret" / "private.mp4", frames=6)
+    inbox = tmp_path / "input"
+    mfl.write_video(inbox / "sibling.mp4", frames=6)
+    files = {"look.m3u8": mfl.hls_playlist("../host_secret/private.mp4"),
+             "gone.m3u8": mfl.hls_playlist("../host_secret/missing.mp4"),
+             "playlist.mp4": mfl.hls_playlist("../host_secret/private.mp4"),
+             "list.ffconcat": mfl.ffconcat_list("sibling.mp4"),
+             "list.mp4": mfl.ffconcat_list("sibling.mp4")}
+    messages = {}
+    for name, text in files.items():
+        (inbox / name).write_text(text)
+        with pytest.raises(MediaError) as e:
+            read_video(str(inbox / name), FrameSelection())
+        message = str(e.value)
+        assert message.startswith(f"{name} is not a video file Load Video Frames reads"), message
+        assert str(tmp_path) not in message and "host_secret" not in message and "sibling" not in message, message
+        messages[name] = message.replace(name, "<name>")
+    assert messages["look.m3u8"] == messages["gone.m3u8"], "a playlist must not tell whether its target exists"
+    assert len(set(messages.values())) == 1
+    assert read_video(str(inbox / "sibling.mp4"), FrameSelection())[0].shape == (6, 48, 64, 3)
+    assert read_video(str(secret), FrameSelection())[0].shape[0] == 6, "a real MP4 still reads"
+
+
+def test_training_video_folder_skips_lists(tmp_path):
+    """The training video-folder reader uses the same opener: a concat list named .mp4 gives no clip."""
+    from motionkit.training.errors import TrainingError
+    from motionkit.training.video_clips import video_folder_clips
+
+    mfl.write_video(tmp_path / "a.mp4", frames=4)
+    (tmp_path / "b.mp4").write_text(mfl.ffconcat_list("a.mp4"))
+    clips = video_folder_clips(str(tmp_path), frames=4, stride=1, clips_per_video=1, width=32, height=32)
+    assert clips.shape == (4, 32, 32, 3), "only a.mp4 gives a clip"
+    (tmp_path / "a.mp4").unlink()
+    with pytest.raises(TrainingError, match=r"b\.mp4: b\.mp4 is not a video file Load Video Frames reads"):
+        video_folder_clips(str(tmp_path), frames=4, stride=1, clips_per_video=1, width=32, height=32)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 a GPL-3.0-compatible LICENSE, and a README install section that matches (docs.comfy.org/registry/specifications)."""
 from __future__ import annotations
 
+import json
+
 import re
 from pathlib import Path
 
@@ -81,13 +83,33 @@ def test_license_is_gpl3_compatible(pyproject):
 
 
 def test_readme_install_section_matches(pyproject):
+    """Only what is true today: the pack is not published (no public repository, not in the Registry), its
+    pyproject.toml is ready for the Registry, and it installs from a local copy."""
     readme = (REPO / "README.md").read_text()
     install = readme[readme.index("## Install"):readme.index("\n## ", readme.index("## Install") + 3)]
-    repo = pyproject["project"]["urls"]["Repository"]
-    assert f"git clone {repo} " in install, "a clone line with the real repository"
     assert "<this repository>" not in readme
-    assert "Manager" in install and f"comfy node install {pyproject['project']['name']}" in install
-    assert "pip install -r MotionKit/requirements.txt" in install
+    for claim in ("published in the Comfy Registry", "git clone", pyproject["project"]["urls"]["Repository"]):
+        assert claim not in install, f"the Install section claims {claim!r}, which does not exist yet"
+    assert "not published yet" in install and "not in the Comfy Registry" in install
+    assert f"name `{pyproject['project']['name']}`" in install
+    assert f"publisher `{pyproject['tool']['comfy']['PublisherId']}`" in install
+    assert "ComfyUI/custom_nodes/MotionKit" in install
+    assert "pip install -r ComfyUI/custom_nodes/MotionKit/requirements.txt" in install
+
+
+def test_readme_first_animation_matches_its_example():
+    """The walk-through describes the saver txt2anim_sd15.json really uses (core's keeps the frontend's own
+    preview: MotionKit's player with pause and a frame slider only with the Core nodes setting on)."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("## Your first animation")
+    walk = " ".join(readme[start:readme.index("\n## ", start + 3)].split())  # line breaks as spaces
+    ui = json.loads((REPO / "example_workflows" / "txt2anim_sd15.json").read_text())
+    savers = [n["type"] for n in ui["nodes"] if n["type"].startswith(("Save", "MotionKitSave"))]
+    assert savers == ["SaveAnimatedWEBP"], savers
+    assert "*Save Animated WEBP*" in walk and "Settings → MotionKit → Preview → Core nodes" in walk
+    assert "click to pause" not in walk
+    prefix = next(n for n in ui["nodes"] if n["type"] == "SaveAnimatedWEBP")["widgets_values"][0]
+    assert f"ComfyUI/output/{prefix.split('/')[0]}/" in walk
 
 
 def test_comfyuis_own_parser_reads_it(pyproject):

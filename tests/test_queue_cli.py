@@ -366,3 +366,25 @@ def test_resume_skips_what_succeeded(tmp_path, wf):
     assert r.returncode == 2 and "cannot read manifest" in r.stderr
     r = cli(API, "--server", "http://127.0.0.1:1", "--server", "http://127.0.0.1:1/")
     assert r.returncode == 2 and "twice" in r.stderr
+    r = cli(API, "--server", "http://127.0.0.1:1", "--server", "http://LOCALHOST:1")
+    assert r.returncode == 2 and "twice" in r.stderr
+
+
+def test_malformed_server_urls_are_usage_errors():
+    """Exit 2 with the URL named, as the README says (they raised an uncaught ValueError: exit 1)."""
+    for url in ("http://[::1", "http://[zz]:8188", "http://127.0.0.1:99999", "http://127.0.0.1:abc", "http://a b:1"):
+        r = cli(API, "--server", url, "--dry-run")
+        assert r.returncode == 2, (url, r.returncode, r.stderr)
+        assert f"--server {url!r}" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_server_key_is_one_server_however_spelled():
+    key = lambda u: mq.server_key(mq.check_server_url(u, explicit=True))  # noqa: E731
+    same = ["http://127.0.0.1:8188", "http://localhost:8188/", "http://[::1]:8188", "http://LocalHost.:8188",
+            "http://127.0.0.2:8188", "http://[::ffff:127.0.0.1]:8188"]
+    assert len({key(u) for u in same}) == 1, {u: key(u) for u in same}
+    assert key("http://example.com") == key("http://EXAMPLE.com:80/") != key("https://example.com")
+    assert key("https://example.com") == key("https://example.com:443")
+    assert key("http://[2001:db8::1]:80") == key("http://[2001:0db8:0:0::1]")
+    assert len({key("http://127.0.0.1:8188"), key("http://127.0.0.1:8189"), key("http://127.0.0.1:8188/comfy"),
+                key("http://10.0.0.1:8188")}) == 4

@@ -135,8 +135,11 @@ def test_an_interrupted_sweep_resumes_from_its_manifest(comfy_server, tmp_path):
         proc.communicate()
     first, second = before["prompts"][:2]
 
-    r = subprocess.run([sys.executable, str(SCRIPT), "--resume", str(manifest), "--server", a.url,
-                        "--timeout", "120"], cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    # the same server spelled another way (it was 127.0.0.1): its in-flight prompt must still be found there
+    assert "127.0.0.1" in a.url
+    r = subprocess.run([sys.executable, str(SCRIPT), "--resume", str(manifest), "--server",
+                        a.url.replace("127.0.0.1", "localhost"), "--timeout", "120"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 of 4 prompts already succeeded, 3 to run" in r.stderr, r.stderr
     assert "summary: 4 prompts: 4 succeeded (1 in the earlier run), 0 failed" in r.stdout, r.stdout

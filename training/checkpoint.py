@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ._motion import code_in_pickle, reason, refused_by_weights_only
 from .errors import TrainingError
 
 META_KEY = "motionkit_training"
@@ -52,11 +53,13 @@ def _atomic(path: str, write) -> None:
             os.remove(tmp)
 
 
-def check_target(path: str, overwrite: bool, resume_path: str | None = None) -> None:
-    """Refuse, before any training, to replace an existing file unless asked."""
+def check_target(path: str, overwrite: bool, resume_path: str | None = None, shown: str | None = None) -> None:
+    """Refuse, before any training, to replace an existing file unless asked. `shown`: how the message names the
+    file, relative to its ComfyUI folder (default: the file name); never the host path, which may lie anywhere
+    (extra_model_paths.yaml) and would reach whoever queued the prompt."""
     if os.path.exists(path) and not overwrite:
         raise TrainingError(
-            f"'{os.path.basename(path)}' already exists in {os.path.dirname(path)}. Choose another filename, or set "
+            f"{shown or repr(os.path.basename(path))} already exists. Choose another filename, or set "
             f"overwrite to true to replace it" + (" (needed when saving a resumed run over the file it resumes)."
                                                    if resume_path and os.path.samefile(path, resume_path) else "."))
 
@@ -94,6 +97,12 @@ def load(path: str) -> Saved:
         try:
             state = torch.load(path + SIDECAR, map_location="cpu", weights_only=True)
         except Exception as e:  # a damaged sidecar must not block resuming the weights
-            raise TrainingError(f"'{os.path.basename(path)}{SIDECAR}' (the optimizer state saved with the MotionLoRA) "
-                                f"cannot be read ({e}). Delete it to resume with a fresh optimizer.") from e
+            sidecar = f"'{os.path.basename(path)}{SIDECAR}' (the optimizer state saved with the MotionLoRA)"
+            code = code_in_pickle(path + SIDECAR) if refused_by_weights_only(e) else []
+            if code:  # refused, never run; torch's advice (weights_only=False, add_safe_globals) not passed on
+                raise TrainingError(f"{sidecar} holds code ({', '.join(code[:3])}), so MotionKit refused it and ran "
+                                    f"none of it. Do not load it any other way: delete it to resume with a fresh "
+                                    f"optimizer.") from e
+            raise TrainingError(f"{sidecar} cannot be read ({reason(e)}). Delete it to resume with a fresh "
+                                f"optimizer.") from e
     return Saved(lora.weights, read_metadata(path), state)

@@ -57,6 +57,7 @@ class TrainRequest:
     overwrite: bool = False
     resume_path: str | None = None
     frames_per_clip: int = 0
+    save_shown: str | None = None  # how messages name save_path (relative to its ComfyUI folder, never a host path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +243,7 @@ def run(model, loaded_motion, latents: list, captions: list, request: TrainReque
     clips = split_clips(latents, request.frames_per_clip, info.max_frames)
     entries = match_captions(caption_entries(captions), clips.shape[0])
     if request.save_path:
-        checkpoint.check_target(request.save_path, request.overwrite, request.resume_path)
+        checkpoint.check_target(request.save_path, request.overwrite, request.resume_path, request.save_shown)
     settings = request.settings
     lora_name = os.path.basename(request.save_path) if request.save_path else "trained MotionLoRA"
 

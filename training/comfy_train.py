@@ -22,6 +22,10 @@ How (all on clones; the input MODEL, the loaded motion model and every other gra
   motion layers) so only block inputs are kept and each layer is recomputed in backward (weight functions, the
   LoRA's included, run again); the wrappers are run by a forward_timestep_embed_patch (core's own dispatch), with
   the call's transformer_options frozen for the recomputation.
+* The clips are trained in the model's latent space: the VAE's latents through the model's process_latent_in
+  (×0.18215 for SD1.5, ×0.13025 for SDXL), as ComfyUI's samplers hand latents to the model (CFGGuider.inner_sample,
+  which core's Train LoRA also runs through) and as AnimateDiff's train.py scales them (latents * 0.18215). Raw VAE
+  latents (about 5× larger) would train at a far higher signal-to-noise ratio than the UNet ever sees when sampling.
 * The loss is the model's own objective through its model_sampling (training.objective); the loop is training.loop.
 """
 from __future__ import annotations
@@ -239,12 +243,18 @@ def check_resume(saved_path: str, info, name: str):
     return saved
 
 
+def model_space(model, clips: torch.Tensor) -> torch.Tensor:
+    """Clips [clips, frames, C, H, W] of VAE latents -> the model's latent space (its latent format's process_in, row
+    by row as the samplers apply it to an [N, C, H, W] latent)."""
+    return model.model.process_latent_in(clips.flatten(0, 1)).reshape(clips.shape)
+
+
 def run(model, loaded_motion, latents: list, captions: list, request: TrainRequest, progress=None):
     """Train; returns (MotionLoRA at strength 1, losses of this run, steps done in all)."""
     import comfy.model_management as mm
 
     info, name = loaded_motion.info, loaded_motion.name
-    clips = split_clips(latents, request.frames_per_clip, info.max_frames)
+    clips = model_space(model, split_clips(latents, request.frames_per_clip, info.max_frames))
     entries = match_captions(caption_entries(captions), clips.shape[0])
     if request.save_path:
         checkpoint.check_target(request.save_path, request.overwrite, request.resume_path)

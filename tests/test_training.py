@@ -35,11 +35,13 @@ class Setup:
         self.sampling = EpsSampling()
         self.clips = clips if clips is not None else moving_clip(FRAMES)[None].repeat(2, 1, 1, 1, 1)
         self.context = torch.randn(1, 3, 16, generator=torch.Generator().manual_seed(5))
+        self.empty = torch.randn(1, 3, 16, generator=torch.Generator().manual_seed(6))  # the "" caption
         self.lora = MotionLoRALayers(self.motion, rank, torch.Generator().manual_seed(lora_seed))
         self.denoise = denoiser(self.unet, self.sampling, self.clips.shape[1])
 
     def loss(self, batch):
-        context = self.context.expand(batch.x0.shape[0], -1, -1)
+        # a dropped caption (caption_dropout) is the empty caption for all frames of that clip
+        context = torch.cat([(self.empty if d else self.context).expand(batch.frames, -1, -1) for d in batch.dropped])
         return prediction_loss(self.sampling, self.denoise, batch.x0, batch.noise, batch.sigma, context)
 
     def sigmas(self, n, g):
@@ -117,11 +119,12 @@ def test_lora_adapter_equals_weight_patch():
     assert not torch.allclose(adapted, module(x, FRAMES))
 
 
-def test_resume_continues_exactly(tmp_path):
+@pytest.mark.parametrize("caption_dropout", [0.0, 0.5])
+def test_resume_continues_exactly(tmp_path, caption_dropout):
     whole = Setup()
-    whole.train(4, seed=2)
+    whole.train(4, seed=2, caption_dropout=caption_dropout)
     first = Setup()
-    result = first.train(2, seed=2)
+    result = first.train(2, seed=2, caption_dropout=caption_dropout)
     path = tmp_path / "resume.safetensors"
     checkpoint.save(str(path), first.lora.state_dict_published(), checkpoint.Metadata(step=result.step, rank=4,
                     base="SD1.5", family="tiny", motion_model="tiny"), optimizer_state=result.optimizer_state)
@@ -129,9 +132,38 @@ def test_resume_continues_exactly(tmp_path):
     saved = checkpoint.load(str(path))
     second.lora.load_published(saved.weights, "resume.safetensors")
     assert saved.metadata.step == 2
-    second.train(2, seed=2, start_step=saved.metadata.step, optimizer_state=saved.optimizer_state)
+    second.train(2, seed=2, start_step=saved.metadata.step, optimizer_state=saved.optimizer_state,
+                 caption_dropout=caption_dropout)
     for x, y in zip(whole.lora.trainable(), second.lora.trainable()):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-7)
+
+
+def test_caption_dropout_is_seeded_and_leaves_the_other_draws_as_they_were():
+    """AnimateDiff's cfg_random_null_text: each clip drops its caption with probability p, per step; the draw comes
+    from the step's (seed, step) generator after the clips, noise and σ, which stay exactly what they were without it."""
+    from training.loop import draw_batch, step_generator
+
+    s = Setup(clips=torch.randn(6, FRAMES, 4, 8, 8, generator=torch.Generator().manual_seed(1)))
+    drops = []
+    for step in range(300):
+        plain = draw_batch(s.clips, 3, step_generator(4, step), s.sigmas)
+        a = draw_batch(s.clips, 3, step_generator(4, step), s.sigmas, caption_dropout=0.1)
+        b = draw_batch(s.clips, 3, step_generator(4, step), s.sigmas, caption_dropout=0.1)
+        assert plain.clips == a.clips and torch.equal(plain.x0, a.x0) and torch.equal(plain.noise, a.noise)
+        assert torch.equal(plain.sigma, a.sigma) and plain.dropped == [False] * 3
+        assert a.dropped == b.dropped and len(a.dropped) == 3
+        drops += a.dropped
+    assert 0.06 < sum(drops) / len(drops) < 0.14   # 900 draws at p = 0.1 (σ ≈ 0.01)
+    assert all(draw_batch(s.clips, 2, step_generator(0, 0), s.sigmas, caption_dropout=1.0).dropped)
+    # it changes training (the dropped steps see the empty caption), the same way for the same seed
+    a, b, c = Setup(), Setup(), Setup()
+    a.train(6, seed=3, caption_dropout=0.5)
+    b.train(6, seed=3, caption_dropout=0.5)
+    c.train(6, seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a.lora.trainable(), b.lora.trainable()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.lora.trainable(), c.lora.trainable()))
+    with pytest.raises(TrainingError, match="caption_dropout"):
+        Setup().train(1, caption_dropout=1.5)
 
 
 def test_nan_loss_stops_before_updating():

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -66,6 +66,7 @@ class TrainRequest:
     overwrite: bool = False
     resume_path: str | None = None
     frames_per_clip: int = 0
+    empty_caption: list | None = None  # CONDITIONING of "" (the captions' CLIP): what a dropped caption becomes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +260,12 @@ def run(model, loaded_motion, latents: list, captions: list, request: TrainReque
     if request.save_path:
         checkpoint.check_target(request.save_path, request.overwrite, request.resume_path)
     settings = request.settings
+    if settings.caption_dropout > 0 and request.empty_caption is None:
+        logging.warning(f"MotionKit Train MotionLoRA: caption_dropout {settings.caption_dropout} needs the empty "
+                        f"caption: connect the checkpoint's CLIP to the node's clip input. Training without caption "
+                        f"dropout.")
+        settings = replace(settings, caption_dropout=0.0)
+    empty_entry = caption_entries([request.empty_caption])[0] if settings.caption_dropout > 0 else None
     lora_name = os.path.basename(request.save_path) if request.save_path else "trained MotionLoRA"
 
     with torch.inference_mode(False), torch.enable_grad():
@@ -280,6 +287,7 @@ def run(model, loaded_motion, latents: list, captions: list, request: TrainReque
             sampling = m.get_model_object("model_sampling")
             frames = clips.shape[1]
             per_clip = [model_conds(m, e, frames, clips.shape[2:], device) for e in entries]
+            empty = model_conds(m, empty_entry, frames, clips.shape[2:], device) if empty_entry is not None else None
             clips_dev = clips.to(device)
             base_options = m.model_options["transformer_options"]
 
@@ -289,7 +297,7 @@ def run(model, loaded_motion, latents: list, captions: list, request: TrainReque
                 return m.model.apply_model(x_t, sigma, transformer_options=options, **cond)
 
             def loss_fn(batch):
-                chosen = [per_clip[i] for i in batch.clips]
+                chosen = [empty if dropped else per_clip[i] for i, dropped in zip(batch.clips, batch.dropped)]
                 cond = {k: chosen[0][k].concat([c[k] for c in chosen[1:]]) if len(chosen) > 1 else chosen[0][k].cond
                         for k in chosen[0]}
                 return prediction_loss(sampling, denoise, batch.x0, batch.noise.to(device), batch.sigma, cond)

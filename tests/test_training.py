@@ -321,3 +321,64 @@ def test_an_interrupted_save_leaves_the_last_one_intact(tmp_path, monkeypatch):
     saved = checkpoint.load(path)
     assert saved.metadata.step == 1 and all(torch.equal(saved.weights[k], first[k]) for k in first)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.safetensors"]  # no partial file left behind
+
+
+# ---------------------------------------------------------------------------------------------
+# Video Folder to Clips
+
+def _numbered_video(path, count, size=32):
+    """A video whose frame i shows its number as two flat colour levels (red = i % 10, green = i // 10), which survive
+    mp4 compression."""
+    from media.animation import AnimationSettings, write_animation
+    frames = torch.zeros(count, size, size, 3)
+    for i in range(count):
+        frames[i, ..., 0], frames[i, ..., 1] = (i % 10) / 9, (i // 10) / 9
+    write_animation(frames, str(path), AnimationSettings(format="mp4", fps=8))
+
+
+def _numbers(clips):
+    mean = clips.mean(dim=(1, 2))
+    return [int(round(float(r) * 9)) + 10 * int(round(float(g) * 9)) for r, g, _ in mean]
+
+
+def test_video_folder_clips_start_at_a_seeded_random_window(tmp_path):
+    """AnimateDiff's dataset takes a random window of each video; here seeded (per video name), same seed = same
+    clips; "from_start" is the old cut from frame 0."""
+    from training.video_clips import video_folder_clips
+    _numbered_video(tmp_path / "long.mp4", 100)
+
+    def cut(**kw):
+        return _numbers(video_folder_clips(str(tmp_path), 4, 3, 2, 32, 32, **kw))
+
+    assert cut(window_start="from_start") == list(range(0, 24, 3))
+    runs = {seed: cut(seed=seed) for seed in range(6)}
+    assert cut(seed=3) == runs[3]                                  # reproducible
+    for got in runs.values():                                      # 2 back-to-back clips, stride 3, inside the video
+        assert len(got) == 8 and got == list(range(got[0], got[0] + 24, 3)) and got[-1] <= 99
+    starts = {got[0] for got in runs.values()}
+    assert len(starts) >= 3 and max(starts) > 0, starts            # not always the first frame
+
+
+def test_video_folder_clips_name_short_and_unreadable_videos(tmp_path, caplog):
+    """16 frames at stride 4 take 61 frames: with only shorter videos the error names each and the frames needed
+    (it was an empty IMAGE batch that crashed VAE Encode); when others work, the skipped ones are logged."""
+    from training.video_clips import video_folder_clips
+    short = tmp_path / "short"
+    short.mkdir()
+    _numbered_video(short / "a.mp4", 60)
+    _numbered_video(short / "b.mp4", 20)
+    with pytest.raises(TrainingError) as e:
+        video_folder_clips(str(short), 16, 4, 1, 32, 32, label="'short'")
+    for phrase in ("'short'", "16 frames at frame_stride 4", "takes 61 frames", "a.mp4 (60 frames)", "b.mp4 (20 frames)",
+                   "Lower frames or frame_stride"):
+        assert phrase in str(e.value), (phrase, str(e.value))
+    assert str(tmp_path) not in str(e.value)
+
+    _numbered_video(short / "c.mp4", 61)
+    (short / "d.mp4").write_bytes(b"not a video")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        clips = video_folder_clips(str(short), 16, 4, 1, 32, 32, label="'short'")
+    assert clips.shape == (16, 32, 32, 3) and _numbers(clips) == list(range(0, 61, 4))
+    assert "skipped 3 of 4 videos in 'short'" in caplog.text
+    assert "a.mp4 (60 frames)" in caplog.text and "b.mp4 (20 frames)" in caplog.text and "d.mp4 (unreadable" in caplog.text

@@ -10,6 +10,7 @@ from ..training.plot import loss_curve
 from .model_folders import MOTION_LORA_FOLDER
 
 NO_RESUME = "[none]"
+CAPTION_DROPOUT = 0.1  # AnimateDiff train.py: cfg_random_null_text_ratio
 
 
 def _first(value):
@@ -79,17 +80,26 @@ class TrainMotionLoRA:
                             {"default": NO_RESUME,
                              "tooltip": "Continue training this MotionLoRA (same rank and motion model); steps "
                                         "continue its count. Its optimizer state is used when saved beside it."}),
+            "caption_dropout": ("FLOAT", {"default": CAPTION_DROPOUT, "min": 0.0, "max": 1.0, "step": 0.01,
+                                          "tooltip": "Chance that a clip trains on the empty caption (\"\") in a "
+                                                     "step, as AnimateDiff does (0.1): the LoRA then also learns the "
+                                                     "unconditional prediction that CFG uses. Needs clip connected "
+                                                     "(without it: no dropout). 0 = always the captions."}),
+            "clip": ("CLIP", {"tooltip": "The CLIP your captions were encoded with (the checkpoint's): the node "
+                                         "encodes the empty caption with it for caption_dropout."}),
         }}
 
     def train(self, model, motion_model, clips, captions, frames_per_clip, filename, rank, learning_rate, steps,
-              clips_per_step, seed, training_dtype, gradient_checkpointing, save_every, overwrite, resume_from=None):
+              clips_per_step, seed, training_dtype, gradient_checkpointing, save_every, overwrite, resume_from=None,
+              caption_dropout=CAPTION_DROPOUT, clip=None):
         import comfy.utils
 
         p = {k: _first(v) for k, v in dict(frames_per_clip=frames_per_clip, filename=filename, rank=rank,
                                            learning_rate=learning_rate, steps=steps, clips_per_step=clips_per_step,
                                            seed=seed, training_dtype=training_dtype, overwrite=overwrite,
                                            gradient_checkpointing=gradient_checkpointing, save_every=save_every,
-                                           resume_from=resume_from or NO_RESUME).items()}
+                                           resume_from=resume_from or NO_RESUME, caption_dropout=caption_dropout,
+                                           clip=clip).items()}
         name = p["filename"].strip()
         save_path = None
         if name:
@@ -102,13 +112,19 @@ class TrainMotionLoRA:
         resume = None if p["resume_from"] == NO_RESUME else folder_paths.get_full_path_or_raise(MOTION_LORA_FOLDER,
                                                                                                p["resume_from"])
         settings = TrainSettings(steps=p["steps"], learning_rate=p["learning_rate"], clips_per_step=p["clips_per_step"],
-                                 seed=p["seed"], dtype=DTYPES[p["training_dtype"]], save_every=p["save_every"])
+                                 seed=p["seed"], dtype=DTYPES[p["training_dtype"]], save_every=p["save_every"],
+                                 caption_dropout=p["caption_dropout"])
+        # a dropped caption is "" through the captions' CLIP, encoded as CLIP Text Encode does (AnimateDiff: the
+        # empty string through the same text encoder)
+        empty = (p["clip"].encode_from_tokens_scheduled(p["clip"].tokenize(""))
+                 if p["clip"] is not None and p["caption_dropout"] > 0 else None)
         request = comfy_train.TrainRequest(rank=p["rank"], settings=settings, save_path=save_path,
                                            overwrite=p["overwrite"], resume_path=resume,
                                            gradient_checkpointing=p["gradient_checkpointing"],
                                            frames_per_clip=p["frames_per_clip"],
                                            save_shown=save_path and f"'{os.path.relpath(save_path, root)}' in "
-                                                                   f"ComfyUI's models/{MOTION_LORA_FOLDER} folder")
+                                                                   f"ComfyUI's models/{MOTION_LORA_FOLDER} folder",
+                                           empty_caption=empty)
         bar = comfy.utils.ProgressBar(settings.steps)
         losses, first = [], [None]
         every = max(1, settings.steps // 50)

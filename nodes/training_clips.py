@@ -5,7 +5,7 @@ import folder_paths
 
 from ..training.augment import MOVES, make_clips
 from ..media.safe_paths import Roots, check_file, resolve
-from ..training.video_clips import video_folder_clips
+from ..training.video_clips import WINDOW_STARTS, video_folder_clips
 from .load_video import progress_bar
 
 
@@ -50,7 +50,8 @@ class MakeCameraMoveClips:
 
 class VideoFolderClips:
     DESCRIPTION = ("Cuts every video of a folder into reference clips of F frames (with a frame stride), for Train "
-                   "MotionLoRA. Frames are read and resized as Load Video Frames does.")
+                   "MotionLoRA, from a random point of each longer video. Frames are read and resized as Load Video "
+                   "Frames does. Videos too short for one clip are skipped (named in the log).")
     CATEGORY = "MotionKit/training"
     RETURN_TYPES = ("IMAGE", "INT", "INT")
     RETURN_NAMES = ("clips", "frames_per_clip", "clip_count")
@@ -69,16 +70,24 @@ class VideoFolderClips:
             "frame_stride": ("INT", {"default": 4, "min": 1, "max": 100,
                                      "tooltip": "Keep every n-th frame of the video (AnimateDiff samples with stride 4)."}),
             "clips_per_video": ("INT", {"default": 1, "min": 1, "max": 1000,
-                                        "tooltip": "Most clips cut from one video (back to back from its start)."}),
+                                        "tooltip": "Most clips cut from one video (back to back from the window start)."}),
             "width": ("INT", {"default": 256, "min": 16, "max": 4096, "step": 8, "tooltip": "Clip width."}),
             "height": ("INT", {"default": 256, "min": 16, "max": 4096, "step": 8, "tooltip": "Clip height."}),
+        }, "optional": {
+            "window_start": (list(WINDOW_STARTS), {"default": "random",
+                                                   "tooltip": "Where in a longer video the clips start: at a random "
+                                                              "frame (set by seed, as AnimateDiff picks a random "
+                                                              "window), or at its first frame."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffff,
+                             "tooltip": "Seeds the random window starts (each video its own)."}),
         }}
 
-    def cut(self, folder, frames, frame_stride, clips_per_video, width, height):
+    def cut(self, folder, frames, frame_stride, clips_per_video, width, height, window_start="random", seed=0):
         # confined like every path input (media/safe_paths.py): a prompt may not read videos elsewhere on the host
         roots = Roots.from_comfy(folder_paths)
         path, shown = resolve(folder, roots, what="folder", node="Video Folder to Clips")
         clips = video_folder_clips(path, frames, frame_stride, clips_per_video, width, height, progress=progress_bar(),
                                    label=shown, check_file=lambda f: check_file(f, roots, shown,
-                                                                                 node="Video Folder to Clips"))
+                                                                                 node="Video Folder to Clips"),
+                                   window_start=window_start, seed=seed)
         return (clips, frames, clips.shape[0] // frames)

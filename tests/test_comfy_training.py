@@ -47,7 +47,8 @@ def train_graph(filename, steps=2, seed=0, rank=4, resume=None, overwrite=False,
             "model": ["4", 0], "motion_model": ["10", 0], "clips": ["22", 0], "captions": ["6", 0],
             "frames_per_clip": ["21", 1], "filename": filename, "rank": rank, "learning_rate": lr, "steps": steps,
             "clips_per_step": 1, "seed": seed, "training_dtype": "fp32", "gradient_checkpointing": True,
-            "save_every": 1, "overwrite": overwrite, **({"resume_from": resume} if resume else {})}},
+            "save_every": 1, "overwrite": overwrite, **({"resume_from": resume} if resume else {}),
+            "caption_dropout": 0.1, "clip": ["4", 1]}},  # the empty caption is "" through the checkpoint's CLIP
         "24": {"class_type": "PreviewImage", "inputs": {"images": ["23", 1]}},
     })
     g["11"]["inputs"]["motion_lora"] = ["23", 0]

@@ -35,11 +35,13 @@ class Setup:
         self.sampling = EpsSampling()
         self.clips = clips if clips is not None else moving_clip(FRAMES)[None].repeat(2, 1, 1, 1, 1)
         self.context = torch.randn(1, 3, 16, generator=torch.Generator().manual_seed(5))
+        self.empty = torch.randn(1, 3, 16, generator=torch.Generator().manual_seed(6))  # the "" caption
         self.lora = MotionLoRALayers(self.motion, rank, torch.Generator().manual_seed(lora_seed))
         self.denoise = denoiser(self.unet, self.sampling, self.clips.shape[1])
 
     def loss(self, batch):
-        context = self.context.expand(batch.x0.shape[0], -1, -1)
+        # a dropped caption (caption_dropout) is the empty caption for all frames of that clip
+        context = torch.cat([(self.empty if d else self.context).expand(batch.frames, -1, -1) for d in batch.dropped])
         return prediction_loss(self.sampling, self.denoise, batch.x0, batch.noise, batch.sigma, context)
 
     def sigmas(self, n, g):
@@ -117,11 +119,12 @@ def test_lora_adapter_equals_weight_patch():
     assert not torch.allclose(adapted, module(x, FRAMES))
 
 
-def test_resume_continues_exactly(tmp_path):
+@pytest.mark.parametrize("caption_dropout", [0.0, 0.5])
+def test_resume_continues_exactly(tmp_path, caption_dropout):
     whole = Setup()
-    whole.train(4, seed=2)
+    whole.train(4, seed=2, caption_dropout=caption_dropout)
     first = Setup()
-    result = first.train(2, seed=2)
+    result = first.train(2, seed=2, caption_dropout=caption_dropout)
     path = tmp_path / "resume.safetensors"
     checkpoint.save(str(path), first.lora.state_dict_published(), checkpoint.Metadata(step=result.step, rank=4,
                     base="SD1.5", family="tiny", motion_model="tiny"), optimizer_state=result.optimizer_state)
@@ -129,9 +132,38 @@ def test_resume_continues_exactly(tmp_path):
     saved = checkpoint.load(str(path))
     second.lora.load_published(saved.weights, "resume.safetensors")
     assert saved.metadata.step == 2
-    second.train(2, seed=2, start_step=saved.metadata.step, optimizer_state=saved.optimizer_state)
+    second.train(2, seed=2, start_step=saved.metadata.step, optimizer_state=saved.optimizer_state,
+                 caption_dropout=caption_dropout)
     for x, y in zip(whole.lora.trainable(), second.lora.trainable()):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-7)
+
+
+def test_caption_dropout_is_seeded_and_leaves_the_other_draws_as_they_were():
+    """AnimateDiff's cfg_random_null_text: each clip drops its caption with probability p, per step; the draw comes
+    from the step's (seed, step) generator after the clips, noise and σ, which stay exactly what they were without it."""
+    from motionkit.training.loop import draw_batch, step_generator
+
+    s = Setup(clips=torch.randn(6, FRAMES, 4, 8, 8, generator=torch.Generator().manual_seed(1)))
+    drops = []
+    for step in range(300):
+        plain = draw_batch(s.clips, 3, step_generator(4, step), s.sigmas)
+        a = draw_batch(s.clips, 3, step_generator(4, step), s.sigmas, caption_dropout=0.1)
+        b = draw_batch(s.clips, 3, step_generator(4, step), s.sigmas, caption_dropout=0.1)
+        assert plain.clips == a.clips and torch.equal(plain.x0, a.x0) and torch.equal(plain.noise, a.noise)
+        assert torch.equal(plain.sigma, a.sigma) and plain.dropped == [False] * 3
+        assert a.dropped == b.dropped and len(a.dropped) == 3
+        drops += a.dropped
+    assert 0.06 < sum(drops) / len(drops) < 0.14   # 900 draws at p = 0.1 (σ ≈ 0.01)
+    assert all(draw_batch(s.clips, 2, step_generator(0, 0), s.sigmas, caption_dropout=1.0).dropped)
+    # it changes training (the dropped steps see the empty caption), the same way for the same seed
+    a, b, c = Setup(), Setup(), Setup()
+    a.train(6, seed=3, caption_dropout=0.5)
+    b.train(6, seed=3, caption_dropout=0.5)
+    c.train(6, seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a.lora.trainable(), b.lora.trainable()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.lora.trainable(), c.lora.trainable()))
+    with pytest.raises(TrainingError, match="caption_dropout"):
+        Setup().train(1, caption_dropout=1.5)
 
 
 def test_nan_loss_stops_before_updating():
@@ -289,3 +321,64 @@ def test_an_interrupted_save_leaves_the_last_one_intact(tmp_path, monkeypatch):
     saved = checkpoint.load(path)
     assert saved.metadata.step == 1 and all(torch.equal(saved.weights[k], first[k]) for k in first)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.safetensors"]  # no partial file left behind
+
+
+# ---------------------------------------------------------------------------------------------
+# Video Folder to Clips
+
+def _numbered_video(path, count, size=32):
+    """A video whose frame i shows its number as two flat colour levels (red = i % 10, green = i // 10), which survive
+    mp4 compression."""
+    from motionkit.media.animation import AnimationSettings, write_animation
+    frames = torch.zeros(count, size, size, 3)
+    for i in range(count):
+        frames[i, ..., 0], frames[i, ..., 1] = (i % 10) / 9, (i // 10) / 9
+    write_animation(frames, str(path), AnimationSettings(format="mp4", fps=8))
+
+
+def _numbers(clips):
+    mean = clips.mean(dim=(1, 2))
+    return [int(round(float(r) * 9)) + 10 * int(round(float(g) * 9)) for r, g, _ in mean]
+
+
+def test_video_folder_clips_start_at_a_seeded_random_window(tmp_path):
+    """AnimateDiff's dataset takes a random window of each video; here seeded (per video name), same seed = same
+    clips; "from_start" is the old cut from frame 0."""
+    from motionkit.training.video_clips import video_folder_clips
+    _numbered_video(tmp_path / "long.mp4", 100)
+
+    def cut(**kw):
+        return _numbers(video_folder_clips(str(tmp_path), 4, 3, 2, 32, 32, **kw))
+
+    assert cut(window_start="from_start") == list(range(0, 24, 3))
+    runs = {seed: cut(seed=seed) for seed in range(6)}
+    assert cut(seed=3) == runs[3]                                  # reproducible
+    for got in runs.values():                                      # 2 back-to-back clips, stride 3, inside the video
+        assert len(got) == 8 and got == list(range(got[0], got[0] + 24, 3)) and got[-1] <= 99
+    starts = {got[0] for got in runs.values()}
+    assert len(starts) >= 3 and max(starts) > 0, starts            # not always the first frame
+
+
+def test_video_folder_clips_name_short_and_unreadable_videos(tmp_path, caplog):
+    """16 frames at stride 4 take 61 frames: with only shorter videos the error names each and the frames needed
+    (it was an empty IMAGE batch that crashed VAE Encode); when others work, the skipped ones are logged."""
+    from motionkit.training.video_clips import video_folder_clips
+    short = tmp_path / "short"
+    short.mkdir()
+    _numbered_video(short / "a.mp4", 60)
+    _numbered_video(short / "b.mp4", 20)
+    with pytest.raises(TrainingError) as e:
+        video_folder_clips(str(short), 16, 4, 1, 32, 32, label="'short'")
+    for phrase in ("'short'", "16 frames at frame_stride 4", "takes 61 frames", "a.mp4 (60 frames)", "b.mp4 (20 frames)",
+                   "Lower frames or frame_stride"):
+        assert phrase in str(e.value), (phrase, str(e.value))
+    assert str(tmp_path) not in str(e.value)
+
+    _numbered_video(short / "c.mp4", 61)
+    (short / "d.mp4").write_bytes(b"not a video")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        clips = video_folder_clips(str(short), 16, 4, 1, 32, 32, label="'short'")
+    assert clips.shape == (16, 32, 32, 3) and _numbers(clips) == list(range(0, 61, 4))
+    assert "skipped 3 of 4 videos in 'short'" in caplog.text
+    assert "a.mp4 (60 frames)" in caplog.text and "b.mp4 (20 frames)" in caplog.text and "d.mp4 (unreadable" in caplog.text

@@ -199,3 +199,93 @@ def test_training_runs_on_sdxl_with_an_sdxl_motion_model(comfy, tmp_path):
     unet_after = model.model.diffusion_model.state_dict()
     assert all(torch.equal(unet_after[k], v) for k, v in unet_sample.items())
     assert all(p.grad is None for p in model.model.diffusion_model.parameters())  # the UNet stayed frozen
+
+
+def unet_inputs(model):
+    """Records what the UNet is called with (x = calculate_input(σ, x_t), the rows' σ, context), by a PyTorch forward
+    pre-hook on the diffusion model; returns (records, handle)."""
+    records = []
+
+    def hook(module, args, kwargs):
+        sigma = kwargs["transformer_options"]["sigmas"]
+        records.append((args[0].detach().float().clone(), sigma.detach().clone(), kwargs["context"].detach().clone()))
+
+    return records, model.model.diffusion_model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_training_noises_the_models_latents_not_the_raw_vae_latents(comfy):
+    """The x0 that training noises is model.process_latent_in(VAE latents) (×0.13025 for SDXL), as the samplers and
+    core's Train LoRA feed the model, and AnimateDiff's train.py (latents * 0.18215): the UNet's input equals the
+    noising of exactly those latents with the step's drawn noise and σ."""
+    from motionkit.training.loop import TrainSettings, draw_batch, step_generator
+    from motionkit.training.objective import draw_sigmas
+
+    model = sdxl_model(SDXL_ONE_BLOCK)
+    motion = loaded_motion_model("mm_sdxl_random.safetensors")
+    latents = torch.randn(FRAMES, 4, 8, 8, generator=torch.Generator().manual_seed(2)) * 5  # VAE-sized latents
+    g = torch.Generator().manual_seed(3)
+    caption = [[torch.randn(1, 77, 2048, generator=g), {"pooled_output": torch.randn(1, 1280, generator=g)}]]
+    request = comfy.train.TrainRequest(rank=4, settings=TrainSettings(steps=1, learning_rate=1e-3, seed=6),
+                                       gradient_checkpointing=False, save_path=None, frames_per_clip=FRAMES)
+    records, handle = unet_inputs(model)
+    try:
+        with torch.inference_mode():
+            comfy.train.run(model, motion, [latents], [caption], request)
+    finally:
+        handle.remove()
+    xc, sigma, _ = records[0]
+
+    sampling = model.get_model_object("model_sampling")  # ε-prediction: x_t = x0 + σ·ε, input x_t / √(σ² + 1)
+    expected = model.model.process_latent_in(latents)
+    assert not torch.allclose(expected, latents)  # SDXL's scale is 0.13025: the two spaces differ
+
+    def unet_input(x0):  # what the UNet gets when x0 is noised with step 0's noise (training.loop's own draw) at σ
+        batch = draw_batch(x0[None], 1, step_generator(6, 0), lambda n, gen: draw_sigmas(sampling, n, gen))
+        return sampling.calculate_input(sigma, sampling.noise_scaling(sigma, batch.noise, batch.x0))
+
+    torch.testing.assert_close(xc, unet_input(expected), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(xc, unet_input(latents), rtol=1e-3, atol=1e-3)
+
+
+def test_caption_dropout_trains_dropped_clips_on_the_empty_caption(comfy, caplog):
+    """caption_dropout (AnimateDiff's cfg_random_null_text): a clip whose caption is dropped this step is trained on
+    the empty caption's conditioning (the node encodes "" with the captions' CLIP), the others on their caption; which
+    ones follow the seed (training.loop's draw). Without an empty caption it warns and keeps the captions."""
+    from motionkit.training.loop import TrainSettings, draw_batch, step_generator
+    from motionkit.training.objective import draw_sigmas
+
+    model = sdxl_model(SDXL_ONE_BLOCK)
+    motion = loaded_motion_model("mm_sdxl_random.safetensors")
+    latents = torch.randn(FRAMES, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(3)
+    caption = [[torch.randn(1, 77, 2048, generator=g), {"pooled_output": torch.randn(1, 1280, generator=g)}]]
+    empty = [[torch.randn(1, 77, 2048, generator=g), {"pooled_output": torch.randn(1, 1280, generator=g)}]]
+    sampling = model.get_model_object("model_sampling")
+    expected = [draw_batch(latents[None], 1, step_generator(0, step), lambda n, gen: draw_sigmas(sampling, n, gen),
+                           0.5).dropped[0] for step in range(2)]
+    assert set(expected) == {True, False}  # seed 0 drops in one of the two steps: both cases are seen
+
+    def contexts(empty_caption):
+        request = comfy.train.TrainRequest(rank=4, settings=TrainSettings(steps=2, learning_rate=1e-3, seed=0,
+                                                                          caption_dropout=0.5),
+                                           gradient_checkpointing=False, save_path=None, frames_per_clip=FRAMES,
+                                           empty_caption=empty_caption)
+        records, handle = unet_inputs(model)
+        try:
+            with torch.inference_mode():
+                comfy.train.run(model, motion, [latents], [caption], request)
+        finally:
+            handle.remove()
+        return [r[2] for r in records]
+
+    seen = contexts(empty)
+    assert len(seen) == 2
+    for context, dropped in zip(seen, expected):
+        want = (empty if dropped else caption)[0][0]
+        assert torch.equal(context, want.expand(FRAMES, -1, -1)), dropped
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        seen = contexts(None)
+    assert all(torch.equal(c, caption[0][0].expand(FRAMES, -1, -1)) for c in seen)
+    assert "connect the checkpoint's CLIP" in caplog.text

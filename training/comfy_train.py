@@ -22,13 +22,17 @@ How (all on clones; the input MODEL, the loaded motion model and every other gra
   motion layers) so only block inputs are kept and each layer is recomputed in backward (weight functions, the
   LoRA's included, run again); the wrappers are run by a forward_timestep_embed_patch (core's own dispatch), with
   the call's transformer_options frozen for the recomputation.
+* The clips are trained in the model's latent space: the VAE's latents through the model's process_latent_in
+  (×0.18215 for SD1.5, ×0.13025 for SDXL), as ComfyUI's samplers hand latents to the model (CFGGuider.inner_sample,
+  which core's Train LoRA also runs through) and as AnimateDiff's train.py scales them (latents * 0.18215). Raw VAE
+  latents (about 5× larger) would train at a far higher signal-to-noise ratio than the UNet ever sees when sampling.
 * The loss is the model's own objective through its model_sampling (training.objective); the loop is training.loop.
 """
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -58,6 +62,7 @@ class TrainRequest:
     resume_path: str | None = None
     frames_per_clip: int = 0
     save_shown: str | None = None  # how messages name save_path (relative to its ComfyUI folder, never a host path)
+    empty_caption: list | None = None  # CONDITIONING of "" (the captions' CLIP): what a dropped caption becomes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,16 +240,28 @@ def check_resume(saved_path: str, info, name: str):
     return saved
 
 
+def model_space(model, clips: torch.Tensor) -> torch.Tensor:
+    """Clips [clips, frames, C, H, W] of VAE latents -> the model's latent space (its latent format's process_in, row
+    by row as the samplers apply it to an [N, C, H, W] latent)."""
+    return model.model.process_latent_in(clips.flatten(0, 1)).reshape(clips.shape)
+
+
 def run(model, loaded_motion, latents: list, captions: list, request: TrainRequest, progress=None):
     """Train; returns (MotionLoRA at strength 1, losses of this run, steps done in all)."""
     import comfy.model_management as mm
 
     info, name = loaded_motion.info, loaded_motion.name
-    clips = split_clips(latents, request.frames_per_clip, info.max_frames)
+    clips = model_space(model, split_clips(latents, request.frames_per_clip, info.max_frames))
     entries = match_captions(caption_entries(captions), clips.shape[0])
     if request.save_path:
         checkpoint.check_target(request.save_path, request.overwrite, request.resume_path, request.save_shown)
     settings = request.settings
+    if settings.caption_dropout > 0 and request.empty_caption is None:
+        logging.warning(f"MotionKit Train MotionLoRA: caption_dropout {settings.caption_dropout} needs the empty "
+                        f"caption: connect the checkpoint's CLIP to the node's clip input. Training without caption "
+                        f"dropout.")
+        settings = replace(settings, caption_dropout=0.0)
+    empty_entry = caption_entries([request.empty_caption])[0] if settings.caption_dropout > 0 else None
     lora_name = os.path.basename(request.save_path) if request.save_path else "trained MotionLoRA"
 
     with torch.inference_mode(False), torch.enable_grad():
@@ -266,6 +283,7 @@ def run(model, loaded_motion, latents: list, captions: list, request: TrainReque
             sampling = m.get_model_object("model_sampling")
             frames = clips.shape[1]
             per_clip = [model_conds(m, e, frames, clips.shape[2:], device) for e in entries]
+            empty = model_conds(m, empty_entry, frames, clips.shape[2:], device) if empty_entry is not None else None
             clips_dev = clips.to(device)
             base_options = m.model_options["transformer_options"]
 
@@ -275,7 +293,7 @@ def run(model, loaded_motion, latents: list, captions: list, request: TrainReque
                 return m.model.apply_model(x_t, sigma, transformer_options=options, **cond)
 
             def loss_fn(batch):
-                chosen = [per_clip[i] for i in batch.clips]
+                chosen = [empty if dropped else per_clip[i] for i, dropped in zip(batch.clips, batch.dropped)]
                 cond = {k: chosen[0][k].concat([c[k] for c in chosen[1:]]) if len(chosen) > 1 else chosen[0][k].cond
                         for k in chosen[0]}
                 return prediction_loss(sampling, denoise, batch.x0, batch.noise.to(device), batch.sigma, cond)

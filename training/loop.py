@@ -1,8 +1,11 @@
 """The training loop over reference clips (AnimateDiff train.py's, for a LoRA): AdamW, gradient clipping at 1.
 
-Each step draws, from a generator seeded by (seed, step), which clips to use, one timestep per clip and noise for
-every frame of it; so a run is deterministic per seed, and a resumed run draws exactly what the uninterrupted run
-would have drawn from that step on. A non-finite loss stops the run before any parameter is touched.
+Each step draws, from a generator seeded by (seed, step), which clips to use, one timestep per clip, noise for
+every frame of it, and (last, so the other draws do not depend on it) which clips train on the empty caption this
+step (caption_dropout: AnimateDiff's cfg_random_null_text, each clip's caption becomes "" with probability 0.1, so
+the motion model also learns the unconditional prediction that classifier-free guidance subtracts); so a run is
+deterministic per seed, and a resumed run draws exactly what the uninterrupted run would have drawn from that step
+on. A non-finite loss stops the run before any parameter is touched.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ class TrainSettings:
     dtype: torch.dtype = torch.float32   # compute dtype (bf16 = autocast); the LoRA itself stays fp32
     save_every: int = 0                  # 0 = only at the end
     max_grad_norm: float = 1.0           # AnimateDiff's
+    caption_dropout: float = 0.0         # chance that a clip trains on the empty caption (AnimateDiff: 0.1)
     weight_decay: float = 1e-2           # AnimateDiff's AdamW setting
     device_type: str = "cpu"
 
@@ -39,6 +43,7 @@ class Batch:
     sigma: torch.Tensor    # [(clips·frames)], one value per clip repeated over its frames
     clips: list            # which clips (indices), in batch order
     frames: int
+    dropped: list = field(default_factory=list)  # per clip of the batch: True = train it on the empty caption
 
 
 @dataclass
@@ -52,8 +57,10 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) % (2 ** 63))
 
 
-def draw_batch(clips: torch.Tensor, count: int, generator: torch.Generator, draw_sigmas) -> Batch:
-    """`count` clips (without repeats while there are enough), their per-clip σ and per-frame noise."""
+def draw_batch(clips: torch.Tensor, count: int, generator: torch.Generator, draw_sigmas,
+               caption_dropout: float = 0.0) -> Batch:
+    """`count` clips (without repeats while there are enough), their per-clip σ and per-frame noise, and which of
+    them drop their caption (each with probability `caption_dropout`)."""
     total, frames = clips.shape[:2]
     if count <= total:
         chosen = torch.randperm(total, generator=generator)[:count]
@@ -62,8 +69,9 @@ def draw_batch(clips: torch.Tensor, count: int, generator: torch.Generator, draw
     x0 = clips[chosen]
     noise = torch.randn(x0.shape, generator=generator).to(x0)
     sigma = draw_sigmas(count, generator)
+    dropped = (torch.rand(count, generator=generator) < caption_dropout).tolist()
     return Batch(rearrange(x0, "b f c h w -> (b f) c h w"), rearrange(noise, "b f c h w -> (b f) c h w"),
-                 sigma.repeat_interleave(frames), chosen.tolist(), frames)
+                 sigma.repeat_interleave(frames), chosen.tolist(), frames, dropped)
 
 
 def make_optimizer(parameters, settings: TrainSettings, state: dict | None = None) -> torch.optim.Optimizer:
@@ -93,12 +101,16 @@ def train(parameters: list, clips: torch.Tensor, loss_fn: Callable[[Batch], torc
         raise TrainingError(f"steps must be at least 1 (got {settings.steps}).")
     if settings.clips_per_step < 1:
         raise TrainingError(f"clips_per_step must be at least 1 (got {settings.clips_per_step}).")
+    if not 0.0 <= settings.caption_dropout <= 1.0:
+        raise TrainingError(f"caption_dropout is a probability from 0 to 1 (got {settings.caption_dropout}); 0.1 as "
+                            f"AnimateDiff.")
     optimizer = make_optimizer(parameters, settings, optimizer_state)
     result = TrainResult(step=start_step)
     for step in range(start_step, start_step + settings.steps):
         if check_interrupt is not None:
             check_interrupt()
-        batch = draw_batch(clips, settings.clips_per_step, step_generator(settings.seed, step), draw_sigmas)
+        batch = draw_batch(clips, settings.clips_per_step, step_generator(settings.seed, step), draw_sigmas,
+                           settings.caption_dropout)
         optimizer.zero_grad(set_to_none=True)
         with autocast(settings):
             loss = loss_fn(batch)

@@ -7,6 +7,8 @@ network's raw output becomes a denoised latent (`calculate_denoised`, linear in 
 denoised = a(σ)·x_t + b(σ)·output). So the error of the raw output against its target is
 (denoised − x0) / b(σ), with b(σ) = calculate_denoised(σ, 1, 0): for ε-prediction that is ε̂ − ε, for
 v-prediction v̂ − v. MSE over it is exactly the model's own objective, whatever its parameterisation.
+x0 must be in the model's latent space (process_latent_in of the VAE's latents: comfy_train.model_space), as the
+samplers give it to the model; raw VAE latents are about 5x larger and would be noised at the wrong ratio.
 """
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ import torch
 
 from .errors import AnimateAnyoneError
 
-from ..motion.formats import build_motion_model, classify, load_weights_file
+from ..common import weights
+from ..motion.formats import build_motion_model, classify
 
 FOLDER = "animate_anyone"  # ComfyUI/models/animate_anyone
 FILES = {  # role -> published file name
@@ -38,21 +39,11 @@ def read_weights(path: str, role: str) -> dict[str, torch.Tensor]:
     if not os.path.isfile(path):
         raise AnimateAnyoneError(f"Animate Anyone's {role} file '{path}' does not exist. Put {FILES[role]} from "
                                  f"Moore-AnimateAnyone's pretrained_weights in {WHERE} and pick it in the list.")
-    try:
-        sd = load_weights_file(path, mmap=True)
-    except Exception as e:
-        if "Weights only load failed" in str(e):
-            raise AnimateAnyoneError(
-                f"'{name}' (given as Animate Anyone's {role}) contains Python objects besides weights, so it is "
-                f"refused, never run. Download {FILES[role]} again from Moore-AnimateAnyone's weights.") from e
-        raise AnimateAnyoneError(
-            f"Could not read '{name}' (given as Animate Anyone's {role}): {type(e).__name__}: {e}. The file is "
-            f"corrupt or incomplete (often an interrupted download); download {FILES[role]} again.") from e
-    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise AnimateAnyoneError(f"'{name}' holds a {type(sd).__name__}, not weights; choose {FILES[role]}.")
-    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    sd = weights.read_weights(path, name, AnimateAnyoneError,
+                              f"download {FILES[role]} from Moore-AnimateAnyone's pretrained weights", mmap=True,
+                              redownload=f"download {FILES[role]} again")
+    return weights.tensors(sd, name, AnimateAnyoneError, f"Choose {FILES[role]} for the {role} input.",
+                           wrappers=("state_dict",))
 
 
 def kind_of(sd: dict) -> str:

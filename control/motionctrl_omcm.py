@@ -34,7 +34,7 @@ from einops import rearrange
 from torch import nn
 
 from ..common.errors import MotionKitError, WrongFileTypeError
-from ..motion.formats import load_weights_file
+from ..common.weights import read_weights, tensors
 from ..common.unet_call import in_sigma_range, set_sigma_range
 from ..common.unet_call import window_frames as context_window_frames
 from ..trajectory.encoding import DENSE, KERNEL_SUM, Trajectory, fit
@@ -102,15 +102,8 @@ def expected_shapes() -> dict[str, tuple]:
 # Reading the file
 
 def _unwrap(obj, name: str) -> dict:
-    if not isinstance(obj, dict):
-        raise OMCMError(f"'{name}' holds a {type(obj).__name__}, not a dictionary of weights. Choose "
-                        f"motionctrl_animatediff_omcm.ckpt (TencentARC/MotionCtrl).")
-    for wrapper in ("omcm_state_dict", "state_dict"):
-        if isinstance(obj.get(wrapper), dict):
-            obj = obj[wrapper]
-            break
-    return {k.replace("module.", "", 1) if k.startswith("module.") else k: v
-            for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    return tensors(obj, name, OMCMError, "Choose motionctrl_animatediff_omcm.ckpt (TencentARC/MotionCtrl).",
+                   wrappers=("omcm_state_dict", "state_dict"), strip_prefix="module.")
 
 
 def is_omcm(sd: dict) -> bool:
@@ -155,15 +148,7 @@ def read_omcm(path: str) -> dict:
     if not os.path.isfile(path):
         raise OMCMError(f"OMCM file '{path}' does not exist. Put motionctrl_animatediff_omcm.ckpt in "
                         f"ComfyUI/models/motionctrl and pick it from the list.")
-    try:
-        obj = load_weights_file(path)  # pickled: weights only, never code
-    except Exception as e:
-        if "Weights only load failed" in str(e):
-            raise OMCMError(f"'{name}' contains Python objects besides weights (pickled code or classes), so "
-                            f"MotionKit refuses to load it. Download motionctrl_animatediff_omcm.ckpt from "
-                            f"TencentARC/MotionCtrl.") from e
-        raise OMCMError(f"Could not read '{name}': {type(e).__name__}: {e}. The file is corrupt or incomplete; "
-                        f"download it again.") from e
+    obj = read_weights(path, name, OMCMError, "download motionctrl_animatediff_omcm.ckpt from TencentARC/MotionCtrl")
     return classify_omcm(_unwrap(obj, name), name)
 
 

@@ -26,9 +26,9 @@ from einops import rearrange
 from torch import nn
 
 from ..common.errors import MotionKitError, WrongFileTypeError
-from ..motion.formats import _KINDS, detect_kind, load_weights_file
+from ..common.weights import read_weights, tensors
+from ..motion.formats import _KINDS, detect_kind
 from ..motion.model import PER_FRAME, MotionModule
-from ..motion.pickle_check import code_in_pickle, reason, refused_by_weights_only
 
 RGB, SCRIBBLE = "rgb", "scribble"
 PE_LENGTH = 32  # stored PE length of both published files: the most frames one pass holds
@@ -299,28 +299,15 @@ def read_file(path: str) -> dict:
     if not os.path.isfile(path):
         raise SparseCtrlError(f"SparseCtrl file '{path}' does not exist. Put v3_sd15_sparsectrl_rgb.ckpt or "
                               f"v3_sd15_sparsectrl_scribble.ckpt in ComfyUI/models/controlnet and pick it from the list.")
-    try:
-        # animatediff_config (an OmegaConf/dict) rides along in the published pickles; weights_only refuses code
-        return load_weights_file(path)
-    except Exception as e:
-        code = code_in_pickle(path) if refused_by_weights_only(e) else []
-        if code:  # refused by torch's weights-only loader, never run; torch's advice (weights_only=False) not passed on
-            raise SparseCtrlError(
-                f"'{name}' holds code ({', '.join(code[:3])}), so MotionKit refused it and ran none of it. Do not load "
-                f"it any other way: download the SparseCtrl file from its official source (guoyww/animatediff), or a "
-                f".safetensors conversion of it.") from e
-        raise SparseCtrlError(f"Could not read '{name}': {reason(e)}. The file is corrupt or incomplete "
-                              f"(often an interrupted download); download it again.") from e
+    # animatediff_config (an OmegaConf/dict) rides along in the published pickles; weights_only refuses code
+    return read_weights(path, name, SparseCtrlError, "download the SparseCtrl file from its official source "
+                                                     "(guoyww/animatediff), or a .safetensors conversion of it")
 
 
 def unwrap(sd, name: str) -> dict[str, torch.Tensor]:
     """Tensors of a SparseCtrl file: the `controlnet` wrapper removed, `animatediff_config` and other non-tensors dropped."""
-    if not isinstance(sd, dict):
-        raise SparseCtrlError(f"'{name}' holds a {type(sd).__name__}, not a dictionary of weights; it is not a model file.")
-    for wrapper in ("controlnet", "state_dict"):
-        if isinstance(sd.get(wrapper), dict):
-            sd = sd[wrapper]
-    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    return tensors(sd, name, SparseCtrlError, "Choose v3_sd15_sparsectrl_rgb.ckpt or v3_sd15_sparsectrl_scribble.ckpt.",
+                   wrappers=("controlnet", "state_dict"))
 
 
 def detect_variant(sd: dict, name: str) -> str:

@@ -15,7 +15,7 @@ import torch
 from .errors import MotionKitError, WrongFileTypeError
 from .image_encoder import build_image_encoder, split_image_encoder
 from .model import PER_FRAME, POOLED, SD15_CHANNELS, SDXL_CHANNELS, MotionArchitecture
-from .pickle_check import code_in_pickle, reason, refused_by_weights_only
+from ..common.weights import read_weights, tensors
 
 LOG = logging.getLogger("MotionKit")
 ANIMATELCM_PE_LENGTH = 64  # AnimateLCM stores no PE; its code builds a 64-row table (§4.6)
@@ -41,53 +41,20 @@ class MotionModelInfo:
 # ---------------------------------------------------------------------------------------------
 # Reading files
 
-def load_weights_file(path: str, mmap: bool = False):
-    """The raw content of a .safetensors file or of a pickled checkpoint read weights-only (torch refuses pickled
-    code, never runs it). `mmap`: memory-map zip-format pickles (legacy pickles are read whole). Every MotionKit
-    reader of model files opens them here; errors propagate for the caller to word for its own file."""
-    if path.lower().endswith((".safetensors", ".sft")):
-        from safetensors.torch import load_file
-        return load_file(path, device="cpu")
-    if mmap:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:  # files in the legacy (non-zip) format cannot be memory-mapped
-            if "mmap" not in str(e):
-                raise
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors or pickled checkpoint (weights-only), wrappers removed."""
     name = os.path.basename(path)
     if not os.path.isfile(path):
         raise MotionKitError(f"Motion model file '{path}' does not exist. Check the file name, or put the file in "
                              f"ComfyUI/models/animatediff_models and pick it from the list.")
-    try:
-        sd = load_weights_file(path)
-    except Exception as e:  # truncated downloads, HTML error pages saved as .ckpt, pickles with code
-        code = code_in_pickle(path) if refused_by_weights_only(e) else []
-        if code:  # refused by torch's weights-only loader, never run; torch's advice (weights_only=False) not passed on
-            raise MotionKitError(
-                f"'{name}' holds code ({', '.join(code[:3])}), so MotionKit refused it and ran none of it. Do not "
-                f"load it any other way: download the motion model from its official source, as .safetensors if "
-                f"offered.") from e
-        raise MotionKitError(
-            f"Could not read '{name}': {reason(e)}. The file is corrupt or incomplete "
-            f"(often an interrupted download); download it again."
-        ) from e
+    sd = read_weights(path, name, MotionKitError,
+                      "download the motion model from its official source, as .safetensors if offered")
     return clean_state_dict(sd, name)
 
 
 def clean_state_dict(sd, name: str = "state dict") -> dict[str, torch.Tensor]:
     """Unwrap `state_dict` / `controlnet` wrappers and drop non-tensor entries (`animatediff_config`)."""
-    if not isinstance(sd, dict):
-        raise MotionKitError(f"'{name}' holds a {type(sd).__name__}, not a dictionary of weights; it is not a model file. "
-                             f"Choose a motion model file (e.g. mm_sd_v15_v2.ckpt).")
-    for wrapper in ("state_dict", "controlnet", "omcm_state_dict"):
-        if isinstance(sd.get(wrapper), dict):
-            sd = sd[wrapper]
-    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    return tensors(sd, name, MotionKitError, "Choose a motion model file (e.g. mm_sd_v15_v2.ckpt).")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_file_variants_and_wrong_files():
 def test_read_refuses_pickled_code_and_missing_files(tmp_path):
     bad = tmp_path / "evil.ckpt"
     torch.save({"omcm_state_dict": {}, "obj": types.SimpleNamespace(a=1)}, bad)
-    with pytest.raises(OMCMError, match="refuses to load it"):
+    with pytest.raises(OMCMError, match="holds code .*refused it and ran none of it"):
         read_omcm(str(bad))
     with pytest.raises(OMCMError, match="does not exist"):
         read_omcm(str(tmp_path / "nope.ckpt"))

@@ -13,7 +13,7 @@ from motionkit.control.sparsectrl import SparseCtrlError
 from motionkit.control.sparsectrl import read_file as read_sparsectrl
 from motionkit.motion.errors import MotionKitError
 from motionkit.motion.formats import read_state_dict
-from motionkit.motion.pickle_check import code_in_pickle
+from motionkit.common.pickle_check import code_in_pickle
 from motionkit.training import checkpoint
 from motionkit.training.errors import TrainingError
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ._motion import code_in_pickle, reason, refused_by_weights_only
+from ..common.pickle_check import code_in_pickle, reason, refused_by_weights_only
 from .errors import TrainingError
 
 META_KEY = "motionkit_training"
@@ -89,7 +89,7 @@ def read_metadata(path: str) -> Metadata:
 
 def load(path: str) -> Saved:
     """A MotionLoRA to resume from: its tensors (any MotionLoRA file), training record and optimizer state."""
-    from ._motion import motion_lora
+    from ..motion import lora as motion_lora
 
     lora = motion_lora.read_motion_lora(path)
     state = None

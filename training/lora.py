@@ -28,7 +28,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ._motion import motion_lora
+from ..motion import lora as motion_lora
 from .errors import TrainingError
 
 PROJECTIONS = ("to_q", "to_k", "to_v", "to_out")

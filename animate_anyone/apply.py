@@ -32,6 +32,7 @@ from .errors import AnimateAnyoneError
 from .pose_guider import PoseGuider, pose_features_for_rows, poses_to_frames
 from .reference_attention import ReferenceAttention, ReferenceBank
 
+from ..common.patch import patched_clone
 from ..common.unet_call import frames_in_call
 
 LOG = logging.getLogger("MotionKit")
@@ -184,12 +185,18 @@ def apply_animate_anyone(model_patcher, models: AnimateAnyoneModels, reference_i
     """A clone of `model_patcher` (the MODEL of Load Animate Anyone) that animates the reference image with
     the poses; returns (model, run). `model_patcher` is left as it was."""
     import comfy.ldm.modules.attention as attention
-    from comfy.patcher_extension import WrappersMP
 
     check_inputs(model_patcher, vae, reference_image, poses)
     run = AnimateAnyoneRun(models, reference_image[:1, :, :, :3].float(), poses[..., :3].float(), clip_embeds, vae,
                            model_patcher.get_model_object("latent_format"), reference)
-    m = model_patcher.clone()
+    def prepare(noise, executor):
+        patcher = executor.class_obj.model_patcher
+        model = patcher.model
+        dtype = getattr(model, "manual_cast_dtype", None) or model.get_dtype()
+        run.prepare(noise.shape[0], noise.shape[-2], noise.shape[-1], patcher.load_device, dtype)
+
+    # the bank and pose features live for one sampling run only (run.release)
+    m = patched_clone(model_patcher, KEY, replace=True, attachment=run, before=prepare, after=run.release)
     m.set_model_input_block_patch(run.input_block_patch)
     if reference:
         attend = ReferenceAttention(run.bank, lambda *a, **k: attention.optimized_attention(*a, **k))
@@ -201,20 +208,6 @@ def apply_animate_anyone(model_patcher, models: AnimateAnyoneModels, reference_i
                             f"is replaced by the reference attention.")
             m.set_model_attn1_replace(attend.attn1_replace, name, number, index)
 
-    def outer_sample(executor, *args, **kwargs):
-        noise = args[0]
-        patcher = executor.class_obj.model_patcher
-        model = patcher.model
-        dtype = getattr(model, "manual_cast_dtype", None) or model.get_dtype()
-        try:
-            run.prepare(noise.shape[0], noise.shape[-2], noise.shape[-1], patcher.load_device, dtype)
-            return executor(*args, **kwargs)
-        finally:
-            run.release()  # the bank and pose features live for one sampling run only
-
-    m.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, KEY)
-    m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY, outer_sample)
-    m.set_attachments(KEY, run)
     return m, run
 
 

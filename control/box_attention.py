@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from ..common.errors import MotionKitError
-from ..common.unet_call import in_sigma_range, set_sigma_range, window_frames
+from ..common.patch import new_key, patched_clone
+from ..common.unet_call import in_sigma_range, window_frames
 from ..trajectory.encoding import Trajectory, fit
 
 
@@ -181,35 +182,23 @@ def attention_blocks(unet) -> list[tuple[str, int, int]]:
 
 def apply_box_attention(model_patcher, trajectory: Trajectory, tokens: list[int], strength: float, box_width: float,
                         box_height: float, start_percent: float, end_percent: float, prompt_tokens: int = 77):
-    from comfy.patcher_extension import CallbacksMP, WrappersMP
-
     if not trajectory.positions:
         raise BoxAttentionError("Trajectory attention needs drawn paths (boxes follow them); this trajectory is a "
                                 "video's optical flow. Use 'MotionCtrl OMCM' for video motion, or draw paths.")
     if start_percent > end_percent:
         raise BoxAttentionError(f"Trajectory attention: start_percent ({start_percent}) is after end_percent "
                                 f"({end_percent}); it would never act.")
-    m = model_patcher.clone()
     if strength == 0:
-        return m
+        return model_patcher.clone()
     box = BoxAttention(trajectory, tokens, strength, box_width, box_height, start_percent, end_percent,
                        prompt_tokens=prompt_tokens)
-    for name, number, index in attention_blocks(m.get_model_object("diffusion_model")):
-        m.set_model_attn2_replace(box, name, number, index)
-    key = f"motionkit_box_attention_{id(box):x}"
 
-    def outer_sample(executor, *args, **kwargs):
-        noise = args[0]
+    def fit_to(noise, executor):
         box.fitted = fit(trajectory, noise.shape[0], noise.shape[-1] * 8, noise.shape[-2] * 8, "Trajectory attention")
         box.cache.clear()
-        try:
-            return executor(*args, **kwargs)
-        finally:
-            box.cache.clear()
 
-    def pre_run(patcher):
-        set_sigma_range(box, patcher.get_model_object("model_sampling"))
-
-    m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, key, outer_sample)
-    m.add_callback_with_key(CallbacksMP.ON_PRE_RUN, key, pre_run)
+    m = patched_clone(model_patcher, new_key("box_attention"), percent_range=box, before=fit_to,
+                      after=lambda: box.cache.clear())
+    for name, number, index in attention_blocks(m.get_model_object("diffusion_model")):
+        m.set_model_attn2_replace(box, name, number, index)
     return m

@@ -35,7 +35,8 @@ from torch import nn
 
 from ..common.errors import MotionKitError, WrongFileTypeError
 from ..common.weights import read_weights, tensors
-from ..common.unet_call import in_sigma_range, set_sigma_range
+from ..common.patch import new_key, patched_clone
+from ..common.unet_call import in_sigma_range
 from ..common.unet_call import window_frames as context_window_frames
 from ..trajectory.encoding import DENSE, KERNEL_SUM, Trajectory, fit
 
@@ -257,35 +258,27 @@ def apply_omcm(model_patcher, omcm: OMCM, trajectory: Trajectory, strength: floa
     """A clone of `model_patcher` whose UNet gets the OMCM features; the input MODEL is left as it was."""
     import comfy.model_management
     import comfy.model_patcher
-    from comfy.patcher_extension import CallbacksMP, WrappersMP
 
     if start_percent > end_percent:
         raise OMCMError(f"MotionCtrl OMCM: start_percent ({start_percent}) is after end_percent ({end_percent}); "
                         f"the control would never act. The original acts from 0.0 to {DEFAULT_END_PERCENT}.")
-    m = model_patcher.clone()
     if strength == 0:
-        return m  # no control: exactly the input MODEL
+        return model_patcher.clone()  # no control: exactly the input MODEL
     warn_motion_model(model_patcher, omcm.name)
     run = OMCMRun(omcm, trajectory, strength, start_percent, end_percent)
-    key = f"motionkit_omcm_{id(run):x}"
     adapter_patcher = comfy.model_patcher.ModelPatcher(
         omcm.adapter, load_device=model_patcher.load_device, offload_device=comfy.model_management.unet_offload_device())
-    m.set_additional_models(key, [adapter_patcher])  # loads and offloads with the UNet
-    m.set_model_input_block_patch(run.patch)
 
-    def outer_sample(executor, *args, **kwargs):
-        noise = args[0]
+    def fit_to(noise, executor):
         frames, height, width = noise.shape[0], noise.shape[-2] * 8, noise.shape[-1] * 8
         run.fitted = fit(trajectory, frames, width, height, "MotionCtrl OMCM")
         run.cache.clear()
-        try:
-            return executor(*args, **kwargs)
-        finally:
-            run.cache.clear()  # features hold device memory; the flow is small and stays
 
-    def pre_run(patcher):
-        set_sigma_range(run, patcher.get_model_object("model_sampling"))
+    def release():
+        run.cache.clear()  # features hold device memory; the flow is small and stays
 
-    m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, key, outer_sample)
-    m.add_callback_with_key(CallbacksMP.ON_PRE_RUN, key, pre_run)
+    # the adapter loads and offloads with the UNet
+    m = patched_clone(model_patcher, new_key("omcm"), additional_models=[adapter_patcher], percent_range=run,
+                      before=fit_to, after=release)
+    m.set_model_input_block_patch(run.patch)
     return m

@@ -31,6 +31,7 @@ import torch
 from einops import repeat
 
 from .errors import IncompatibleModelError, MotionKitError
+from ..common.patch import patched_clone
 from ..common.unet_call import frames_in_call, transformer_options_of
 from .injection import IMAGE_FEATURES, MotionApplication, applications, unet_description
 
@@ -121,8 +122,6 @@ def check_vae(vae) -> None:
 def apply_image(model_patcher, image: torch.Tensor, vae, motion_scale: float):
     """A clone of `model_patcher` whose AnimateLCM-I2V motion model animates `image` (first of the batch).
     Applying again replaces the previous image."""
-    from comfy.patcher_extension import WrappersMP
-
     apps = find_i2v_applications(model_patcher)
     check_vae(vae)
     if image.ndim != 4 or image.shape[0] == 0:
@@ -131,13 +130,11 @@ def apply_image(model_patcher, image: torch.Tensor, vae, motion_scale: float):
     cond = ImageCondition(image[:1, :, :, :3], vae, model_patcher.get_model_object("latent_format"),
                           motion_scale, apps)
 
-    def outer_sample(executor, *args, **kwargs):
-        noise = args[0]
+    def encode(noise, executor):  # before ComfyUI loads the UNet, so the VAE can encode the image
         cond.encode(*noise.shape[-2:])
-        try:
-            return executor(*args, **kwargs)
-        finally:
-            cond.features.clear()  # free them with the run; the encoded latent stays cached
+
+    def release():
+        cond.features.clear()  # free them with the run; the encoded latent stays cached
 
     def diffusion_model(executor, *args, **kwargs):
         x = args[0]
@@ -153,8 +150,4 @@ def apply_image(model_patcher, image: torch.Tensor, vae, motion_scale: float):
             kwargs["transformer_options"] = options
         return executor(*args, **kwargs)
 
-    m = model_patcher.clone()
-    for wrapper_type, wrapper in ((WrappersMP.OUTER_SAMPLE, outer_sample), (WrappersMP.DIFFUSION_MODEL, diffusion_model)):
-        m.remove_wrappers_with_key(wrapper_type, KEY)
-        m.add_wrapper_with_key(wrapper_type, KEY, wrapper)
-    return m
+    return patched_clone(model_patcher, KEY, replace=True, before=encode, after=release, diffusion_model=diffusion_model)

@@ -17,7 +17,6 @@ This file imports ComfyUI lazily, so `motion` stays importable (and testable) wi
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
 
 import torch
@@ -28,7 +27,8 @@ from .errors import IncompatibleModelError, TooManyFramesError
 from .formats import MotionModelInfo
 from .model import POOLED, MotionModel
 
-from ..common.unet_call import frames_in_call, in_sigma_range, set_sigma_range, transformer_options_of
+from ..common.patch import new_key, patched_clone
+from ..common.unet_call import frames_in_call, in_sigma_range, transformer_options_of
 
 LAYER_NAME = "motionkit_motion"
 # transformer_options entry: {motion module: tensor added to its input} (AnimateLCM-I2V image features,
@@ -82,7 +82,7 @@ class MotionApplication:
     name: str
     settings: MotionSettings
     context: FrameContext = field(default_factory=FrameContext)
-    key: str = field(default_factory=lambda: f"motionkit_{uuid.uuid4().hex[:8]}")
+    key: str = field(default_factory=lambda: new_key("motion"))
     dtype: torch.dtype | None = None  # what the motion modules compute in (motion.precision); None = the activations'
 
 
@@ -300,8 +300,6 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
 
     `loras`: MotionLoRAs (motion.lora.MotionLoRA, strength each), added as weight patches to the motion model.
     `precision`: the dtype the motion modules compute in (motion.precision; auto = the UNet's)."""
-    from comfy.patcher_extension import CallbacksMP, WrappersMP
-
     from .lora import add_motion_loras, motion_patcher
     from .precision import cpu_bf16_instructions, precision_dtype, weights_in
 
@@ -322,23 +320,13 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
     motion = motion_patcher(motion_model, model_patcher)  # a clone: weight patches stay with this graph
     add_motion_loras(motion, loras, name)
 
-    m = model_patcher.clone()
-    m.set_additional_models(app.key, [motion])
-    m.set_injections(app.key, [make_injection(app)])
-    m.set_attachments(app.key, app)  # so later nodes find it (see `applications`)
-    patches = m.model_options["transformer_options"].get("patches", {}).get("forward_timestep_embed_patch", [])
-    if not any(cls is MotionLayer for cls, _ in patches):
-        m.set_model_forward_timestep_embed_patch((MotionLayer, motion_layer_handler))
-
-    def outer_sample(executor, *args, **kwargs):
-        noise = args[0]
+    def check(noise, executor):  # before anything is loaded for sampling
         handler = executor.class_obj.model_options.get("context_handler")
         length = getattr(handler, "context_length", None)
         if length is not None:  # windows of `length` frames, or all frames in one pass when they fit in one
             check_frames(app, min(length, noise.shape[0]), windowed=True)
         else:
             check_frames(app, noise.shape[0])
-        return executor(*args, **kwargs)
 
     def diffusion_model(executor, *args, **kwargs):
         x = args[0]
@@ -348,12 +336,13 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
         check_frames(app, app.context.frames)
         return executor(*args, **kwargs)
 
-    def pre_run(patcher):
-        set_sigma_range(settings, patcher.get_model_object("model_sampling"))
-
-    m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, app.key, outer_sample)
-    m.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, app.key, diffusion_model)
-    m.add_callback_with_key(CallbacksMP.ON_PRE_RUN, app.key, pre_run)
+    # attached, so later nodes find it (see `applications`)
+    m = patched_clone(model_patcher, app.key, additional_models=[motion], attachment=app, percent_range=settings,
+                      before=check, diffusion_model=diffusion_model)
+    m.set_injections(app.key, [make_injection(app)])
+    patches = m.model_options["transformer_options"].get("patches", {}).get("forward_timestep_embed_patch", [])
+    if not any(cls is MotionLayer for cls, _ in patches):
+        m.set_model_forward_timestep_embed_patch((MotionLayer, motion_layer_handler))
     if model_sampling is not None:
         m.add_object_patch("model_sampling", model_sampling)
     return m

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..common.patch import patched_clone
 from . import window_progress
 from .context import (FIXED_UNIFORM, GAUSSIAN, SCHEDULES, check_settings, fill_gaps, fixed_uniform_windows,
                       gaussian_weights, step_index, usable_stride)
@@ -274,21 +275,17 @@ def apply_context_windows(model_patcher, context_length: int, context_overlap: i
                           context_stride: int, fuse: str, closed_loop: bool):
     """A clone of `model_patcher` that samples its frames in context windows; the input is left as it was."""
     import comfy.context_windows as cw
-    from comfy.patcher_extension import WrappersMP
 
     handler = make_handler(context_length, context_overlap, schedule, context_stride, fuse, closed_loop)
-    m = model_patcher.clone()
-    m.model_options["context_handler"] = handler
-    cw.create_prepare_sampling_wrapper(m)  # core's: memory is estimated for one window, not all frames
 
-    def outer_sample(executor, *args, **kwargs):
-        frames, length = args[0].shape[0], getattr(executor.class_obj.model_options.get("context_handler"),
-                                                   "context_length", None)
+    def note(noise, executor):
+        frames, length = noise.shape[0], getattr(executor.class_obj.model_options.get("context_handler"),
+                                                 "context_length", None)
         if length is not None and frames <= length:
             LOG.info(f"MotionKit context windows: {frames} frames fit in one window of {length}; "
                      f"they are sampled in one pass.")
-        return executor(*args, **kwargs)
 
-    m.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, KEY)  # applied twice: one note is enough
-    m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY, outer_sample)
+    m = patched_clone(model_patcher, KEY, replace=True, before=note)  # applied twice: one note is enough
+    m.model_options["context_handler"] = handler
+    cw.create_prepare_sampling_wrapper(m)  # core's: memory is estimated for one window, not all frames
     return m

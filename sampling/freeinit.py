@@ -36,6 +36,7 @@ import torch
 from . import window_progress
 from .noise import derived_generator, frame_dim
 
+from ..common.patch import patched_clone
 from .errors import NoiseOptionError
 
 LOG = logging.getLogger("MotionKit")
@@ -186,10 +187,6 @@ def make_outer_sample(settings: FreeInitSettings):
 
 def apply_free_init(model_patcher, settings: FreeInitSettings):
     """A clone of `model_patcher` that samples with FreeInit; the input is left as it was."""
-    from comfy.patcher_extension import WrappersMP
-
     check_settings(settings)
-    m = model_patcher.clone()
-    m.remove_wrappers_with_key(WrappersMP.OUTER_SAMPLE, KEY)  # applied twice: the last settings win
-    m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, KEY, make_outer_sample(settings))
-    return m
+    # one fixed key: applied twice, the last settings win
+    return patched_clone(model_patcher, KEY, replace=True, outer_sample=make_outer_sample(settings))

@@ -274,7 +274,7 @@ def test_training_video_folder_skips_lists(tmp_path):
     clips = video_folder_clips(str(tmp_path), frames=4, stride=1, clips_per_video=1, width=32, height=32)
     assert clips.shape == (4, 32, 32, 3), "only a.mp4 gives a clip"
     (tmp_path / "a.mp4").unlink()
-    with pytest.raises(TrainingError, match=r"b\.mp4: b\.mp4 is not a video file Load Video Frames reads"):
+    with pytest.raises(TrainingError, match=r"b\.mp4 \(unreadable: b\.mp4 is not a video file Load Video Frames reads"):
         video_folder_clips(str(tmp_path), frames=4, stride=1, clips_per_video=1, width=32, height=32)
 
 

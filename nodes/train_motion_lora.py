@@ -22,7 +22,7 @@ class TrainMotionLoRA:
                    "motion model's attention layers only, as in the AnimateDiff paper. The SD model and the motion model "
                    "stay unchanged. Saves a .safetensors to models/animatediff_motion_lora (loads in Load MotionLoRA and "
                    "AnimateDiff-Evolved) and outputs the MOTION_LORA for Apply Motion Model.")
-    CATEGORY = "MotionKit/training"
+    CATEGORY = "MotionKit/Training"
     RETURN_TYPES = ("MOTION_LORA", "IMAGE", "STRING")
     RETURN_NAMES = ("motion_lora", "loss_curve", "file")
     OUTPUT_TOOLTIPS = ("The trained MotionLoRA at strength 1: connect it to Apply Motion Model's motion_lora.",

@@ -13,7 +13,7 @@ class MakeCameraMoveClips:
     DESCRIPTION = ("Makes reference clips of a camera move (zoom, pan, tilt, roll) from a still image or a video, as the "
                    "AnimateDiff paper does, so a camera-move MotionLoRA can be trained with no footage. VAE-encode the "
                    "result and connect it to Train MotionLoRA.")
-    CATEGORY = "MotionKit/training"
+    CATEGORY = "MotionKit/Training"
     RETURN_TYPES = ("IMAGE", "INT", "INT")
     RETURN_NAMES = ("clips", "frames_per_clip", "clip_count")
     OUTPUT_TOOLTIPS = ("All clips one after another (clip_count × frames_per_clip frames).",
@@ -52,7 +52,7 @@ class VideoFolderClips:
     DESCRIPTION = ("Cuts every video of a folder into reference clips of F frames (with a frame stride), for Train "
                    "MotionLoRA, from a random point of each longer video. Frames are read and resized as Load Video "
                    "Frames does. Videos too short for one clip are skipped (named in the log).")
-    CATEGORY = "MotionKit/training"
+    CATEGORY = "MotionKit/Training"
     RETURN_TYPES = ("IMAGE", "INT", "INT")
     RETURN_NAMES = ("clips", "frames_per_clip", "clip_count")
     OUTPUT_TOOLTIPS = ("All clips one after another.", "Frames of one clip: connect to Train MotionLoRA.",

@@ -38,7 +38,7 @@ class Trajectory:
                    "right-click a point to delete it) or connect a point list (WanTrackToVideo / spline-editor "
                    "JSON). Each path's frames are spread evenly along it. Outputs the trajectory (flow maps, for "
                    "'Apply MotionCtrl OMCM' or 'Trajectory Attention') and a preview of it.")
-    CATEGORY = "MotionKit/trajectory"
+    CATEGORY = "MotionKit/Trajectory"
     RETURN_TYPES = ("TRAJECTORY", "IMAGE")
     RETURN_NAMES = ("trajectory", "preview")
     OUTPUT_TOOLTIPS = ("The paths as per-frame flow maps at width x height.",
@@ -82,7 +82,7 @@ class Trajectory:
 class TrajectoryFromVideo:
     DESCRIPTION = ("The motion of a video as a trajectory: dense optical flow (OpenCV) between consecutive frames, "
                    "to transfer its motion with 'Apply MotionCtrl OMCM'.")
-    CATEGORY = "MotionKit/trajectory"
+    CATEGORY = "MotionKit/Trajectory"
     RETURN_TYPES = ("TRAJECTORY", "IMAGE")
     RETURN_NAMES = ("trajectory", "preview")
     OUTPUT_TOOLTIPS = ("The video's flow, one map per frame.", "The flow in colour over the video.")
@@ -108,7 +108,7 @@ class LoadOMCM:
     DESCRIPTION = ("Loads MotionCtrl's object-motion module for AnimateDiff (motionctrl_animatediff_omcm.ckpt, "
                    "TencentARC/MotionCtrl) from models/motionctrl: it turns a trajectory into features that steer "
                    "where things move.")
-    CATEGORY = "MotionKit/trajectory"
+    CATEGORY = "MotionKit/Trajectory"
     RETURN_TYPES = ("MOTIONCTRL_OMCM",)
     RETURN_NAMES = ("omcm",)
     OUTPUT_TOOLTIPS = ("The OMCM; connect it to 'Apply MotionCtrl OMCM'.",)
@@ -132,7 +132,7 @@ class ApplyOMCM:
     DESCRIPTION = ("Steers the animation along a trajectory with MotionCtrl's OMCM: its features are added to the "
                    "UNet's down blocks, as in the original, during the first part of sampling. Trained with "
                    "AnimateDiff v3 (v3_sd15_mm.ckpt) on SD1.5.")
-    CATEGORY = "MotionKit/trajectory"
+    CATEGORY = "MotionKit/Trajectory"
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The MODEL with trajectory control (a clone; the input is unchanged).",)
     FUNCTION = "apply"
@@ -160,7 +160,7 @@ class TrajectoryAttention:
     DESCRIPTION = ("Training-free path control for any motion model: boxes follow the trajectory, and the chosen "
                    "prompt words' cross-attention is strengthened inside them and weakened outside, frame by frame. "
                    "Coarser than MotionCtrl OMCM, but needs no extra weights.")
-    CATEGORY = "MotionKit/trajectory"
+    CATEGORY = "MotionKit/Trajectory"
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The MODEL with attention boxes (a clone; the input is unchanged).",)
     FUNCTION = "apply"

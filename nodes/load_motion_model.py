@@ -22,7 +22,7 @@ class LoadMotionModel:
     DESCRIPTION = ("Loads an AnimateDiff-family motion model (v1, v2, v3, SDXL beta, Hotshot-XL, AnimateLCM, "
                    "AnimateDiff-Lightning) from models/animatediff_models. The format is detected from the file.")
     CATEGORY = "MotionKit"
-    # node search: ComfyUI releases whose /object_info carries `search_aliases` (core's SEARCH_ALIASES, 2026) search
+    # node search: ComfyUI versions whose /object_info carries `search_aliases` (core's SEARCH_ALIASES) search
     # these too; 0.3.64's frontend (1.27) searches only the class and display names, hence "(AnimateDiff)" there
     SEARCH_ALIASES = ["animatediff", "animatediff loader", "load animatediff", "motion module", "motion model",
                       "animatelcm", "hotshot", "text to video"]

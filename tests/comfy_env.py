@@ -119,6 +119,8 @@ def report_header() -> str:
     notes = search_notes()
     if notes:
         line += " (rejected: " + "; ".join(notes) + ")"
+    if os.environ.get("MOTIONKIT_FRONTEND_ROOT"):
+        line += f"; frontend from MOTIONKIT_FRONTEND_ROOT={os.environ['MOTIONKIT_FRONTEND_ROOT']}"
     return line
 
 

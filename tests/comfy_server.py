@@ -46,6 +46,7 @@ from comfy_env import COMFYUI_ROOT, REPO_ROOT, SKIP_REASON, is_comfyui_root  # n
 HOST = "127.0.0.1"
 PACK_NAME = "MotionKit"
 CHECKPOINT_NAME = "sd15_random.safetensors"
+FRONTEND_ENV = "MOTIONKIT_FRONTEND_ROOT"
 MODEL_FOLDERS = ("checkpoints", "animatediff_models", "animatediff_motion_lora",
                  "vae", "loras", "clip", "unet", "embeddings")
 
@@ -267,7 +268,21 @@ class ComfyServer:
                 # keep the sqlite db out of the ComfyUI checkout
                 "--database-url", f"sqlite:///{self.base_dir / 'user' / 'comfyui.db'}",
                 "--preview-method", "none",
+                *self.frontend_args(),
                 *self.extra_args]
+
+    @staticmethod
+    def frontend_args() -> List[str]:
+        """``--front-end-root DIR`` when MOTIONKIT_FRONTEND_ROOT names a frontend's static folder (e.g.
+        ``<pip --target dir>/comfyui_frontend_package/static``), so the browser tests also run against a newer
+        frontend than the one ComfyUI pins; nothing (ComfyUI's own frontend package) otherwise."""
+        root = os.environ.get(FRONTEND_ENV)
+        if not root:
+            return []
+        if not (Path(root) / "index.html").is_file():
+            raise ComfyServerError(f"{FRONTEND_ENV}={root} is not a frontend's static folder (no index.html); "
+                                   f"give the comfyui_frontend_package/static folder of the installed package")
+        return ["--front-end-root", str(Path(root).resolve())]
 
     def _env(self) -> Dict[str, str]:
         env = dict(os.environ)

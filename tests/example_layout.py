@@ -172,10 +172,10 @@ def frontend_problems(measured: Iterable[dict], ui: dict, tolerance: float = 0.5
     """Nodes of *ui* whose saved size is smaller than what the frontend computes for their inputs and
     widgets (the widgets would spill out of the node over its neighbours), and node types the frontend
     does not know."""
-    saved = {n["id"]: n for n in ui["nodes"]}
+    saved = {str(n["id"]): n for n in ui["nodes"]}  # frontend 1.58 gives node ids as strings, 1.27 as numbers
     out = []
     for m in measured:
-        n = saved.get(m["id"])
+        n = saved.get(str(m["id"]))
         if n is None:
             out.append(f"node {m['id']} {m['type']} is not in the workflow")
             continue

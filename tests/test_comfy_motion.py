@@ -227,8 +227,11 @@ def test_errors_are_clear_and_leave_comfyui_usable(server):
 
 def ui_to_api(ui: dict, object_info: dict) -> dict:
     """What frontend 1.27 queues for a UI workflow: widget values in INPUT_TYPES order (plus the upload button
-    it adds after the required inputs of a video_upload/image_upload combo, and "control_after_generate"),
-    where a linked widget keeps its value in widgets_values but sends the link."""
+    it adds after the required inputs of a video_upload/image_upload combo, and "control_after_generate" after
+    an input that asks for it or, by the frontend's legacy rule, any INT named seed or noise_seed), where a
+    linked widget keeps its value in widgets_values but sends the link, and an optional widget missing from
+    widgets_values sends its default. tests/test_templates_browser.py checks the templates with the frontend's
+    own graphToPrompt instead."""
     links = {link[0]: link for link in ui["links"]}
     api = {}
     for node in ui["nodes"]:
@@ -243,11 +246,17 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
         inputs, values = {}, list(node.get("widgets_values", []))
         for name, cfg in [*required.items(), *spec.get("optional", {}).items()]:
             kind, opts = cfg[0], (cfg[1] if len(cfg) > 1 else {})
+            if opts.get("forceInput"):
+                continue  # a socket only, never a widget
             if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "UPLOAD_BUTTON"):
-                if not values and name in spec.get("optional", {}):
-                    continue  # an optional widget newer than the workflow: the frontend (and the node) use its default
-                value = values.pop(0)
-                if opts.get("control_after_generate"):
+                if values:
+                    value = values.pop(0)
+                else:
+                    assert name in spec.get("optional", {}), \
+                        f"node {node['id']} ({node['type']}) has no widget value for {name} (a value missing before it?)"
+                    # an optional widget newer than the workflow: the frontend sends its default
+                    value = opts.get("default", kind[0] if isinstance(kind, list) else None)
+                if opts.get("control_after_generate", kind == "INT" and name in ("seed", "noise_seed")) and values:
                     values.pop(0)
                 if kind != "UPLOAD_BUTTON" and name not in linked:
                     inputs[name] = value

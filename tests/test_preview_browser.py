@@ -145,8 +145,9 @@ def set_core_nodes(page, on: bool):
 
 
 def draw_hooks(page):
-    """Ids of the nodes whose drawing MotionKit wraps (only those showing an animation may have it)."""
-    return page.evaluate(f"() => {APP}.graph.nodes.filter(n => n.onDrawBackground?.motionkit).map(n => n.id)")
+    """Ids of the nodes whose drawing MotionKit wraps (only those showing an animation may have it), as strings:
+    frontend 1.27 keeps node ids as numbers, 1.58 as strings."""
+    return page.evaluate(f"() => {APP}.graph.nodes.filter(n => n.onDrawBackground?.motionkit).map(n => String(n.id))")
 
 
 def test_core_savers_are_left_alone_by_default(page):
@@ -156,10 +157,14 @@ def test_core_savers_are_left_alone_by_default(page):
     load(page, tiny_ui_workflow())
     rerun_webp(page, "ptest/default")
     page.evaluate(f"async () => {{ await {APP}.queuePrompt(0, 1); }}")
+    # the run's file has reached the node (app.nodeOutputs: the frontend's own record, 1.27 and 1.58)
     page.wait_for_function(
-        f"() => {APP}.graph.getNodeById(9).widgets?.some(w => w.name === '$$comfy_animation_preview')",
-        timeout=240_000)
+        f"() => {APP}.nodeOutputs?.['9']?.images?.some(i => i.filename.startsWith('default'))", timeout=240_000)
+    page.wait_for_timeout(500)  # a player would be added by then
     assert player(page, 9).count() == 0
+    # the frontend shows it its own way: its preview widget (1.27) or the node's images (1.58)
+    assert page.evaluate(f"""() => {{ const n = {APP}.graph.getNodeById(9);
+        return !!(n.imgs?.length || n.widgets?.some(w => w.name === '$$comfy_animation_preview')); }}""")
     hooked = page.evaluate(f"() => {APP}.graph.nodes.filter(n => n.motionkit).map(n => n.type).sort()")
     assert hooked == ["MotionKitApplyMotionModel", "MotionKitLoadMotionModel"], hooked
     assert draw_hooks(page) == []
@@ -200,15 +205,17 @@ def test_example_workflow_plays_in_the_save_node(page):
     assert loc.get_attribute("data-state") == "playing" and button.inner_text() == "❚❚"
     assert frames_seen(loc) == {"0", "1"}
     # per-frame work only on the node that shows an animation
-    assert draw_hooks(page) == [9]
+    assert draw_hooks(page) == ["9"]
 
     # outputs restored by the frontend (a workflow tab switched away and back): the player follows them
-    page.evaluate(f"() => {{ window.__mkSaved = {APP}.nodeOutputs; {APP}.nodeOutputs = {{}}; }}")
+    # (a copy: frontend 1.58's nodeOutputs is a live view that the assignment below empties)
+    page.evaluate(f"() => {{ window.__mkSaved = JSON.parse(JSON.stringify({APP}.nodeOutputs)); "
+                  f"{APP}.nodeOutputs = {{}}; }}")
     assert player(page, 9).count() == 0 and draw_hooks(page) == []
     page.evaluate(f"() => {{ {APP}.nodeOutputs = window.__mkSaved; }}")
     page.wait_for_function("() => document.querySelector(`.motionkit-player[data-node-id='9']`)"
                            "?.dataset.state === 'playing'", timeout=30_000)
-    assert draw_hooks(page) == [9]
+    assert draw_hooks(page) == ["9"]
     assert not [e for e in page.errors if "motionkit" in e.lower()], diagnostics(page)
 
 

@@ -2,9 +2,10 @@
 import comfy.utils
 import folder_paths
 
-from ..control.sparsectrl import SparseCtrlError, load_state_dict, read_file
-from ..control.sparsectrl_comfy import control_class, make_control
-from ..control.sparsectrl_keyframes import EMPTY_WINDOW, INDICES, NO_CONTROL, PLACEMENTS, KeyframeSettings, parse_indices
+from ..control.sparsectrl.apply import control_class, make_control
+from ..control.sparsectrl.errors import SparseCtrlError
+from ..control.sparsectrl.files import load_state_dict, read_file
+from ..control.sparsectrl.keyframes import EMPTY_WINDOW, INDICES, NO_CONTROL, PLACEMENTS, KeyframeSettings, parse_indices
 
 FOLDER = "controlnet"  # where users already keep v3_sd15_sparsectrl_*.ckpt (core's ControlNet folder)
 

@@ -24,9 +24,10 @@ import functools
 
 import torch
 
-from .sparsectrl import RGB, SparseCtrlError
-from .sparsectrl_keyframes import (KeyframeSettings, INDICES, NO_CONTROL, cover_resize, frame_multipliers, hint_frames,
-                                   place, window_hints)
+from .errors import SparseCtrlError
+from .keyframes import (KeyframeSettings, INDICES, NO_CONTROL, cover_resize, frame_multipliers, hint_frames, place,
+                        window_hints)
+from .model import RGB
 
 SD15_LATENT_SCALE = 0.18215  # the original pipeline's factor (= comfy.latent_formats.SD15.scale_factor)
 

@@ -6,7 +6,7 @@ import comfy.utils
 import folder_paths
 
 from ..control.box_attention import apply_box_attention, prompt_length, word_tokens
-from ..control.motionctrl.apply import DEFAULT_END_PERCENT, apply_omcm
+from ..control.motionctrl.apply import DEFAULT_END_PERCENT, apply_omcm, comfy_operations
 from ..control.motionctrl.files import load_omcm
 from ..trajectory.encoding import SPACINGS, encode_paths, parse_paths
 from ..trajectory.errors import TrajectoryError
@@ -124,7 +124,7 @@ class LoadOMCM:
         path = folder_paths.get_full_path_or_raise(OMCM_FOLDER, omcm_name)
         bar = comfy.utils.ProgressBar(2)
         bar.update(1)
-        omcm = load_omcm(path)
+        omcm = load_omcm(path, comfy_operations())  # comfy.ops layers: low-VRAM loading, casting
         bar.update(1)
         return (omcm,)
 

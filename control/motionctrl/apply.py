@@ -77,7 +77,9 @@ class OMCMRun:
             traj = self.fitted or self.trajectory
             adapter = self.omcm.adapter
             w = next(adapter.parameters())
-            flow = adapter_input(traj, frames).to(w.device, w.dtype)
+            # on the UNet's device, where the adapter is loaded with it: when ComfyUI loads the adapter partially,
+            # the layers left on the offload device cast their weights to the input's device per call
+            flow = adapter_input(traj, frames).to(device, w.dtype)
             with torch.no_grad():
                 cond = adapter(flow, USED_FEATURES)
                 zero = adapter(torch.zeros_like(flow[:1]), USED_FEATURES)  # per-frame: one zero frame serves all
@@ -105,6 +107,16 @@ class OMCMRun:
                             f"Use sizes that are multiples of 64 for exact placement.")
             feature = F.interpolate(feature, size=h.shape[-2:], mode="bilinear", align_corners=False)
         return h + self.strength * feature
+
+
+def comfy_operations():
+    """The adapter's layers under ComfyUI (Load MotionCtrl OMCM): comfy.ops, the variant core picks for weights stored
+    in the dtype they compute in (comfy.ops.pick_operations: the adapter is float32 and runs in float32). Its layers
+    carry `comfy_cast_weights`, so ComfyUI's model management can load the adapter partially in low-VRAM mode (the
+    UNet's additional model) and cast weights stored in another dtype."""
+    import comfy.ops
+
+    return comfy.ops.disable_weight_init
 
 
 def warn_motion_model(model_patcher, name: str) -> None:

@@ -64,9 +64,10 @@ def read_omcm(path: str) -> dict:
     return classify_omcm(_unwrap(obj, name), name)
 
 
-def load_omcm(path: str) -> "OMCM":
+def load_omcm(path: str, operations=None) -> OMCM:
+    """The adapter with the file's weights in float32, on `operations`' layers (model.py; default plain torch)."""
     weights = read_omcm(path)
-    adapter = OMCMAdapter()
+    adapter = OMCMAdapter(operations=operations)
     adapter.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
     return OMCM(adapter.eval().requires_grad_(False), os.path.basename(path))
 

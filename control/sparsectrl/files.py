@@ -68,11 +68,12 @@ def config_from_state_dict(sd: dict, name: str) -> SparseCtrlConfig:
     return SparseCtrlConfig(variant)
 
 
-def build(config: SparseCtrlConfig, sd: dict, name: str = "state dict") -> SparseCtrlEncoder:
-    """The encoder with the file's weights (kept in their dtype, not copied). Stored PE tables are dropped:
-    they equal the recomputed sinusoid table, their length (32) is the frame limit."""
+def build(config: SparseCtrlConfig, sd: dict, name: str = "state dict", operations=None) -> SparseCtrlEncoder:
+    """The encoder with the file's weights (kept in their dtype, not copied), on `operations`' layers (model.py;
+    default plain torch). Stored PE tables are dropped: they equal the recomputed sinusoid table, their length (32)
+    is the frame limit."""
     with torch.device("meta"):
-        model = SparseCtrlEncoder(config)
+        model = SparseCtrlEncoder(config, operations)
     expected = model.state_dict()
     weights = {k: v for k, v in sd.items() if not k.endswith("pos_encoder.pe")}
     missing = [k for k in expected if k not in weights]
@@ -98,11 +99,11 @@ def pe_length(sd: dict) -> int:
     return max(lengths) if lengths else PE_LENGTH
 
 
-def load_state_dict(sd, name: str = "state dict") -> tuple[SparseCtrlEncoder, int]:
+def load_state_dict(sd, name: str = "state dict", operations=None) -> tuple[SparseCtrlEncoder, int]:
     """(encoder, frame limit) from a raw file dict."""
     sd = unwrap(sd, name)
     config = config_from_state_dict(sd, name)
-    return build(config, sd, name), pe_length(sd)
+    return build(config, sd, name, operations), pe_length(sd)
 
 
 def load_file(path: str, name: str | None = None) -> tuple[SparseCtrlEncoder, int]:

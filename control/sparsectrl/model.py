@@ -12,6 +12,12 @@ Parameter names are the published ones, so a file loads with `load_state_dict(st
 `pos_encoder.pe` tables, a fixed function of their length; files.py). The motion modules are MotionKit's own
 (motion.model.MotionModule, one attention block each, per-frame GroupNorm as the original inflated model).
 Activations are ldm-style (batch·frames, C, H, W), batch-major.
+
+Layers come from an `operations` namespace (`.Conv2d`, `.Linear`, `.GroupNorm`, `.LayerNorm`), as in motion/model.py:
+by default its plain torch layers whose weights follow the activations' dtype and device (`TorchOps`); under
+ComfyUI the loader passes `comfy.ops` (apply.py), so ComfyUI's model management can load the encoder partially in
+low-VRAM mode and cast weights stored in another dtype. GroupNorm over (batch·frames) rows is per image: the
+original's inflated (per-frame) GroupNorm. Neither choice changes module names or state-dict keys.
 """
 from __future__ import annotations
 
@@ -23,39 +29,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ...motion.model import PER_FRAME, MotionModule
+from ...motion.model import PER_FRAME, MotionModule, TorchOps
 
 RGB, SCRIBBLE = "rgb", "scribble"
 HEADS = 8
 SD15_CHANNELS = (320, 640, 1280, 1280)
 CONTEXT_DIM = 768  # SD1.5's CLIP-L
 SCRIBBLE_EMBEDDING = (16, 32, 96, 256)
-
-
-def _cast(t, like):
-    return None if t is None else t.to(device=like.device, dtype=like.dtype)
-
-
-class Conv2d(nn.Conv2d):
-    """Weights follow the activations' dtype/device (the model may be stored in another dtype)."""
-    def forward(self, x):
-        return self._conv_forward(x, _cast(self.weight, x), _cast(self.bias, x))
-
-
-class Linear(nn.Linear):
-    def forward(self, x):
-        return F.linear(x, _cast(self.weight, x), _cast(self.bias, x))
-
-
-class GroupNorm(nn.GroupNorm):
-    """Per image: rows are (batch·frames) images, so this is the original's inflated (per-frame) GroupNorm."""
-    def forward(self, x):
-        return F.group_norm(x, self.num_groups, _cast(self.weight, x), _cast(self.bias, x), self.eps)
-
-
-class LayerNorm(nn.LayerNorm):
-    def forward(self, x):
-        return F.layer_norm(x, self.normalized_shape, _cast(self.weight, x), _cast(self.bias, x), self.eps)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -67,24 +47,26 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class TimestepEmbedding(nn.Module):
-    def __init__(self, channels: int, dim: int):
+    def __init__(self, channels: int, dim: int, operations=None):
         super().__init__()
-        self.linear_1 = Linear(channels, dim)
-        self.linear_2 = Linear(dim, dim)
+        ops = operations or TorchOps
+        self.linear_1 = ops.Linear(channels, dim)
+        self.linear_2 = ops.Linear(dim, dim)
 
     def forward(self, x):
         return self.linear_2(F.silu(self.linear_1(x)))
 
 
 class ResnetBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, temb: int):
+    def __init__(self, cin: int, cout: int, temb: int, operations=None):
         super().__init__()
-        self.norm1 = GroupNorm(32, cin, eps=1e-5)
-        self.conv1 = Conv2d(cin, cout, 3, padding=1)
-        self.time_emb_proj = Linear(temb, cout)
-        self.norm2 = GroupNorm(32, cout, eps=1e-5)
-        self.conv2 = Conv2d(cout, cout, 3, padding=1)
-        self.conv_shortcut = Conv2d(cin, cout, 1) if cin != cout else None
+        ops = operations or TorchOps
+        self.norm1 = ops.GroupNorm(32, cin, eps=1e-5)
+        self.conv1 = ops.Conv2d(cin, cout, 3, padding=1)
+        self.time_emb_proj = ops.Linear(temb, cout)
+        self.norm2 = ops.GroupNorm(32, cout, eps=1e-5)
+        self.conv2 = ops.Conv2d(cout, cout, 3, padding=1)
+        self.conv_shortcut = ops.Conv2d(cin, cout, 1) if cin != cout else None
 
     def forward(self, x, emb):
         h = self.conv1(F.silu(self.norm1(x)))
@@ -94,13 +76,14 @@ class ResnetBlock(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, channels: int, context_dim: int | None = None):
+    def __init__(self, channels: int, context_dim: int | None = None, operations=None):
         super().__init__()
+        ops = operations or TorchOps
         kv = context_dim or channels
-        self.to_q = Linear(channels, channels, bias=False)
-        self.to_k = Linear(kv, channels, bias=False)
-        self.to_v = Linear(kv, channels, bias=False)
-        self.to_out = nn.ModuleList([Linear(channels, channels), nn.Dropout(0.0)])
+        self.to_q = ops.Linear(channels, channels, bias=False)
+        self.to_k = ops.Linear(kv, channels, bias=False)
+        self.to_v = ops.Linear(kv, channels, bias=False)
+        self.to_out = nn.ModuleList([ops.Linear(channels, channels), nn.Dropout(0.0)])
 
     def forward(self, x, context=None):
         context = x if context is None else context
@@ -111,9 +94,9 @@ class Attention(nn.Module):
 
 
 class GEGLU(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, operations=None):
         super().__init__()
-        self.proj = Linear(channels, channels * 8)
+        self.proj = (operations or TorchOps).Linear(channels, channels * 8)
 
     def forward(self, x):
         value, gate = self.proj(x).chunk(2, dim=-1)
@@ -121,20 +104,22 @@ class GEGLU(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, operations=None):
         super().__init__()
-        self.net = nn.ModuleList([GEGLU(channels), nn.Dropout(0.0), Linear(channels * 4, channels)])
+        ops = operations or TorchOps
+        self.net = nn.ModuleList([GEGLU(channels, ops), nn.Dropout(0.0), ops.Linear(channels * 4, channels)])
 
     def forward(self, x):
         return self.net[2](self.net[0](x))
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, channels: int, context_dim: int):
+    def __init__(self, channels: int, context_dim: int, operations=None):
         super().__init__()
-        self.norm1, self.attn1 = LayerNorm(channels), Attention(channels)
-        self.norm2, self.attn2 = LayerNorm(channels), Attention(channels, context_dim)
-        self.norm3, self.ff = LayerNorm(channels), FeedForward(channels)
+        ops = operations or TorchOps
+        self.norm1, self.attn1 = ops.LayerNorm(channels), Attention(channels, operations=ops)
+        self.norm2, self.attn2 = ops.LayerNorm(channels), Attention(channels, context_dim, ops)
+        self.norm3, self.ff = ops.LayerNorm(channels), FeedForward(channels, ops)
 
     def forward(self, x, context):
         x = x + self.attn1(self.norm1(x))
@@ -145,12 +130,13 @@ class TransformerBlock(nn.Module):
 class SpatialTransformer(nn.Module):
     """SD1.5's Transformer2D: 1×1 conv projections, one block of self- and cross-attention."""
 
-    def __init__(self, channels: int, context_dim: int):
+    def __init__(self, channels: int, context_dim: int, operations=None):
         super().__init__()
-        self.norm = GroupNorm(32, channels, eps=1e-6)
-        self.proj_in = Conv2d(channels, channels, 1)
-        self.transformer_blocks = nn.ModuleList([TransformerBlock(channels, context_dim)])
-        self.proj_out = Conv2d(channels, channels, 1)
+        ops = operations or TorchOps
+        self.norm = ops.GroupNorm(32, channels, eps=1e-6)
+        self.proj_in = ops.Conv2d(channels, channels, 1)
+        self.transformer_blocks = nn.ModuleList([TransformerBlock(channels, context_dim, ops)])
+        self.proj_out = ops.Conv2d(channels, channels, 1)
 
     def forward(self, x, context):
         height, width = x.shape[-2:]
@@ -161,28 +147,31 @@ class SpatialTransformer(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, operations=None):
         super().__init__()
-        self.conv = Conv2d(channels, channels, 3, stride=2, padding=1)
+        self.conv = (operations or TorchOps).Conv2d(channels, channels, 3, stride=2, padding=1)
 
     def forward(self, x):
         return self.conv(x)
 
 
 class DownBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, temb: int, context_dim: int, attention: bool, downsample: bool):
+    def __init__(self, cin: int, cout: int, temb: int, context_dim: int, attention: bool, downsample: bool,
+                 operations=None):
         super().__init__()
-        self.resnets = nn.ModuleList([ResnetBlock(cin if i == 0 else cout, cout, temb) for i in range(2)])
-        self.attentions = nn.ModuleList([SpatialTransformer(cout, context_dim) for _ in range(2)]) if attention else None
-        self.motion_modules = nn.ModuleList([MotionModule(cout, attention_blocks=1) for _ in range(2)])
-        self.downsamplers = nn.ModuleList([Downsample(cout)]) if downsample else None
+        ops = operations or TorchOps
+        self.resnets = nn.ModuleList([ResnetBlock(cin if i == 0 else cout, cout, temb, ops) for i in range(2)])
+        self.attentions = nn.ModuleList([SpatialTransformer(cout, context_dim, ops) for _ in range(2)]) if attention else None
+        self.motion_modules = nn.ModuleList([MotionModule(cout, attention_blocks=1, operations=ops) for _ in range(2)])
+        self.downsamplers = nn.ModuleList([Downsample(cout, ops)]) if downsample else None
 
 
 class MidBlock(nn.Module):
-    def __init__(self, channels: int, temb: int, context_dim: int):
+    def __init__(self, channels: int, temb: int, context_dim: int, operations=None):
         super().__init__()
-        self.resnets = nn.ModuleList([ResnetBlock(channels, channels, temb) for _ in range(2)])
-        self.attentions = nn.ModuleList([SpatialTransformer(channels, context_dim)])
+        ops = operations or TorchOps
+        self.resnets = nn.ModuleList([ResnetBlock(channels, channels, temb, ops) for _ in range(2)])
+        self.attentions = nn.ModuleList([SpatialTransformer(channels, context_dim, ops)])
 
     def forward(self, x, emb, context):
         x = self.resnets[0](x, emb)
@@ -192,14 +181,15 @@ class MidBlock(nn.Module):
 class ScribbleEmbedding(nn.Module):
     """Pixel-space hint → latent-sized features: conv_in, 6 convs (every 2nd strided), zero-init conv_out."""
 
-    def __init__(self, cin: int, cout: int, widths=SCRIBBLE_EMBEDDING):
+    def __init__(self, cin: int, cout: int, widths=SCRIBBLE_EMBEDDING, operations=None):
         super().__init__()
-        self.conv_in = Conv2d(cin, widths[0], 3, padding=1)
+        ops = operations or TorchOps
+        self.conv_in = ops.Conv2d(cin, widths[0], 3, padding=1)
         blocks = []
         for a, b in zip(widths[:-1], widths[1:]):
-            blocks += [Conv2d(a, a, 3, padding=1), Conv2d(a, b, 3, padding=1, stride=2)]
+            blocks += [ops.Conv2d(a, a, 3, padding=1), ops.Conv2d(a, b, 3, padding=1, stride=2)]
         self.blocks = nn.ModuleList(blocks)
-        self.conv_out = Conv2d(widths[-1], cout, 3, padding=1)
+        self.conv_out = ops.Conv2d(widths[-1], cout, 3, padding=1)
 
     def forward(self, x):
         x = F.silu(self.conv_in(x))
@@ -227,26 +217,29 @@ class SparseCtrlConfig:
 
 
 class SparseCtrlEncoder(nn.Module):
-    def __init__(self, config: SparseCtrlConfig):
+    def __init__(self, config: SparseCtrlConfig, operations=None):
+        """`operations`: see the module docstring (default: plain torch)."""
         super().__init__()
+        ops = operations or TorchOps
         self.config = config
         chans = config.block_channels
         temb = chans[0] * 4
-        self.time_embedding = TimestepEmbedding(chans[0], temb)
-        self.conv_in = Conv2d(4, chans[0], 3, padding=1)
+        self.time_embedding = TimestepEmbedding(chans[0], temb, ops)
+        self.conv_in = ops.Conv2d(4, chans[0], 3, padding=1)
         cond_in = config.hint_channels + 1  # + the mask (concate_conditioning_mask)
         if config.variant == RGB:  # use_simplified_condition_embedding
-            self.controlnet_cond_embedding = Conv2d(cond_in, chans[0], 3, padding=1)
+            self.controlnet_cond_embedding = ops.Conv2d(cond_in, chans[0], 3, padding=1)
         else:
-            self.controlnet_cond_embedding = ScribbleEmbedding(cond_in, chans[0], config.embedding_widths)
+            self.controlnet_cond_embedding = ScribbleEmbedding(cond_in, chans[0], config.embedding_widths, ops)
         last = len(chans) - 1
         self.down_blocks = nn.ModuleList([
-            DownBlock(chans[max(i - 1, 0)], c, temb, config.context_dim, attention=i < last, downsample=i < last)
+            DownBlock(chans[max(i - 1, 0)], c, temb, config.context_dim, attention=i < last, downsample=i < last,
+                      operations=ops)
             for i, c in enumerate(chans)])
-        self.mid_block = MidBlock(chans[-1], temb, config.context_dim)
+        self.mid_block = MidBlock(chans[-1], temb, config.context_dim, ops)
         zero_convs = [chans[0]] + [c for i, c in enumerate(chans) for _ in range(3 if i < last else 2)]
-        self.controlnet_down_blocks = nn.ModuleList([Conv2d(c, c, 1) for c in zero_convs])
-        self.controlnet_mid_block = Conv2d(chans[-1], chans[-1], 1)
+        self.controlnet_down_blocks = nn.ModuleList([ops.Conv2d(c, c, 1) for c in zero_convs])
+        self.controlnet_mid_block = ops.Conv2d(chans[-1], chans[-1], 1)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -14,7 +14,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import pack_package  # noqa: E402,F401  (tests/pack_package.py: the pack as the package `motionkit`)
 from motionkit.control.box_attention import BoxAttention  # noqa: E402
-from motionkit.control.motionctrl_omcm import OMCMAdapter, adapter_input  # noqa: E402
+from motionkit.control.motionctrl.apply import adapter_input  # noqa: E402
+from motionkit.control.motionctrl.model import OMCMAdapter  # noqa: E402
 from motionkit.trajectory.encoding import Path, encode_paths  # noqa: E402
 
 

@@ -1,1 +1,3 @@
-"""Control adapters for animations: SparseCtrl (sparsectrl*.py), MotionCtrl OMCM (motionctrl_omcm.py), training-free trajectory attention (box_attention.py). Pure torch; ComfyUI glue is imported lazily."""
+"""Control adapters for animations: SparseCtrl (sparsectrl/), MotionCtrl OMCM (motionctrl/), each a model family of
+the shape model.py / files.py / apply.py / errors.py; and training-free trajectory attention (box_attention.py: no
+weights, no files, only a UNet patch). Pure torch; ComfyUI glue is imported lazily."""

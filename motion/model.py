@@ -6,7 +6,8 @@ dict (minus its `pos_encoder.pe` buffers, which are a fixed function of their le
 
 Activations arrive as ComfyUI/ldm lays them out: (batch·frames, C, H, W), batch-major.
 
-Layers come from an `operations` namespace (`.Linear`, `.LayerNorm`, `.GroupNorm`), and attention is an
+Layers come from an `operations` namespace (`.Linear`, `.LayerNorm`, `.GroupNorm`; `.Conv2d` for the control
+adapters that share it, control/sparsectrl and control/motionctrl), and attention is an
 `attention(q, k, v, heads)` function on (sequences, tokens, heads·dim) tensors, the layout of ComfyUI's
 `comfy.ldm.modules.attention.optimized_attention`. Both default to plain torch (`TorchOps`, `sdpa_attention`),
 so this file needs no ComfyUI; under ComfyUI the nodes pass `comfy.ops` and ComfyUI's selected attention
@@ -72,11 +73,17 @@ class GroupNorm(nn.GroupNorm):
         return F.group_norm(x, self.num_groups, cast(self.weight, x), cast(self.bias, x), self.eps)
 
 
+class Conv2d(nn.Conv2d):
+    def forward(self, x):
+        return self._conv_forward(x, cast(self.weight, x), cast(self.bias, x))
+
+
 class TorchOps:
     """The default `operations`: plain torch layers whose weights follow the activations' dtype and device."""
     Linear = Linear
     LayerNorm = LayerNorm
     GroupNorm = GroupNorm
+    Conv2d = Conv2d
 
 
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:

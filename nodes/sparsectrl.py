@@ -2,9 +2,10 @@
 import comfy.utils
 import folder_paths
 
-from ..control.sparsectrl import SparseCtrlError, load_state_dict, read_file
-from ..control.sparsectrl_comfy import control_class, make_control
-from ..control.sparsectrl_keyframes import EMPTY_WINDOW, INDICES, NO_CONTROL, PLACEMENTS, KeyframeSettings, parse_indices
+from ..control.sparsectrl.apply import control_class, load_control
+from ..control.sparsectrl.errors import SparseCtrlError
+from ..control.sparsectrl.files import read_file
+from ..control.sparsectrl.keyframes import EMPTY_WINDOW, INDICES, NO_CONTROL, PLACEMENTS, KeyframeSettings, parse_indices
 
 FOLDER = "controlnet"  # where users already keep v3_sd15_sparsectrl_*.ckpt (core's ControlNet folder)
 
@@ -27,13 +28,11 @@ class LoadSparseCtrl:
 
     def load(self, sparsectrl_name):
         path = folder_paths.get_full_path_or_raise(FOLDER, sparsectrl_name)
-        bar = comfy.utils.ProgressBar(3)
+        bar = comfy.utils.ProgressBar(2)
         sd = read_file(path)
         bar.update(1)
-        encoder, frame_limit = load_state_dict(sd, sparsectrl_name)
+        control = load_control(sd, sparsectrl_name)  # the encoder on comfy.ops layers (low-VRAM loading, casting)
         del sd
-        bar.update(1)
-        control = make_control(encoder, sparsectrl_name, frame_limit)
         bar.update(1)
         return (control,)
 

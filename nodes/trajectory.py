@@ -6,7 +6,8 @@ import comfy.utils
 import folder_paths
 
 from ..control.box_attention import apply_box_attention, prompt_length, word_tokens
-from ..control.motionctrl_omcm import DEFAULT_END_PERCENT, apply_omcm, load_omcm
+from ..control.motionctrl.apply import DEFAULT_END_PERCENT, apply_omcm, comfy_operations
+from ..control.motionctrl.files import load_omcm
 from ..trajectory.encoding import SPACINGS, encode_paths, parse_paths
 from ..trajectory.errors import TrajectoryError
 from ..trajectory.preview import render
@@ -123,7 +124,7 @@ class LoadOMCM:
         path = folder_paths.get_full_path_or_raise(OMCM_FOLDER, omcm_name)
         bar = comfy.utils.ProgressBar(2)
         bar.update(1)
-        omcm = load_omcm(path)
+        omcm = load_omcm(path, comfy_operations())  # comfy.ops layers: low-VRAM loading, casting
         bar.update(1)
         return (omcm,)
 

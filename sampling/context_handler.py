@@ -119,7 +119,7 @@ class WindowedConditioning:
     # ControlNet images ------------------------------------------------------------------------------
 
     def window_images(self, control, index_list: list[int], frames: int) -> None:
-        if hasattr(control, "set_context_window"):  # it re-indexes its own keyframes (control.sparsectrl_comfy)
+        if hasattr(control, "set_context_window"):  # it re-indexes its own keyframes (control.sparsectrl.apply)
             control.set_context_window(index_list, frames)
             self._saved_images()[id(control)] = SavedImages(control, None, [], list(index_list))
             return

@@ -1,7 +1,7 @@
 """Random-weight SparseCtrl files in the published layout (MOTION_FORMATS.md §4.11).
 
 The key inventory is written out here from the spec (an SD1.5 UNet encoder in diffusers naming, motion
-modules with one attention block, the two condition embeddings), independently of control/sparsectrl.py;
+modules with one attention block, the two condition embeddings), independently of control/sparsectrl/;
 tests compare it with ../shared/orig_keys_sparsectrl.json (made from the original classes) when present.
 Files are written as the published ones are: a pickled `{"controlnet": {...}, "animatediff_config": {...}}`.
 """

@@ -180,8 +180,8 @@ def test_sdxl_model_is_refused():
     comfy_env.comfyui_on_syspath()
     import comfy.latent_formats
     from types import SimpleNamespace
-    from motionkit.control.sparsectrl import SparseCtrlError
-    from motionkit.control.sparsectrl_comfy import check_model
+    from motionkit.control.sparsectrl.apply import check_model
+    from motionkit.control.sparsectrl.errors import SparseCtrlError
 
     class SDXL:
         unet_config = {"context_dim": 2048}

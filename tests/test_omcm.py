@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from motionkit.control.motionctrl_omcm import (KERNEL_SUM, OMCMAdapter, OMCMError, OMCMRun, OMCM, _unwrap, adapter_input,
-                                     classify_omcm, expected_shapes, load_omcm, read_omcm)
+from motionkit.control.motionctrl.apply import KERNEL_SUM, OMCMRun, adapter_input
+from motionkit.control.motionctrl.errors import OMCMError
+from motionkit.control.motionctrl.files import _unwrap, classify_omcm, load_omcm, read_omcm
+from motionkit.control.motionctrl.model import OMCM, OMCMAdapter, expected_shapes
 from motionkit.motion.errors import MotionKitError, WrongFileTypeError
 from omcm_files import INVENTORY, cached_omcm_file, omcm_file, omcm_weights
 from motionkit.trajectory.encoding import DENSE, Path, Trajectory, encode_paths
@@ -190,7 +192,7 @@ def test_sparse_paths_use_motionctrls_sum_normalised_scale_and_video_flow_is_as_
 def test_warns_when_the_motion_model_is_not_v3(caplog):
     import logging
 
-    from motionkit.control.motionctrl_omcm import warn_motion_model
+    from motionkit.control.motionctrl.apply import warn_motion_model
     from motionkit.motion.injection import MotionApplication, MotionSettings
 
     def patcher(*families):

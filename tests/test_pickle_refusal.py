@@ -9,8 +9,8 @@ import pickle
 import pytest
 import torch
 
-from motionkit.control.sparsectrl import SparseCtrlError
-from motionkit.control.sparsectrl import read_file as read_sparsectrl
+from motionkit.control.sparsectrl.errors import SparseCtrlError
+from motionkit.control.sparsectrl.files import read_file as read_sparsectrl
 from motionkit.motion.errors import MotionKitError
 from motionkit.motion.formats import read_state_dict
 from motionkit.common.pickle_check import code_in_pickle

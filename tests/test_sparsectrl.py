@@ -1,4 +1,4 @@
-"""SparseCtrl encoder and file format (control/sparsectrl.py): pure torch, no ComfyUI.
+"""SparseCtrl encoder and file format (control/sparsectrl/model.py, files.py): pure torch, no ComfyUI.
 
 * the spec-written key inventory (tests/sparsectrl_files.py) equals the original-code inventory;
 * both published variants load from random weights with the real names and shapes (pickled, wrapped as
@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from motionkit.control.sparsectrl import (RGB, SCRIBBLE, SparseCtrlConfig, SparseCtrlEncoder, SparseCtrlError, build,
-                                load_file, load_state_dict)
+from motionkit.control.sparsectrl.errors import SparseCtrlError
+from motionkit.control.sparsectrl.files import build, load_file, load_state_dict
+from motionkit.control.sparsectrl.model import RGB, SCRIBBLE, SparseCtrlConfig, SparseCtrlEncoder
 from motionkit.motion.errors import WrongFileTypeError
 from sparsectrl_files import layout, published_dict, random_state_dict, write_file
 
@@ -68,7 +69,7 @@ def test_file_loads(tmp_path, variant, suffix, monkeypatch):
     monkeypatch.setattr(sparsectrl_files, "random_state_dict",
                         lambda v, seed, dtype: random_state_dict(v, seed, dtype, **SMALL))
     path = write_file(tmp_path / f"v3_sd15_sparsectrl_{variant}{suffix}", variant, seed=5)
-    from motionkit.control.sparsectrl import read_file, unwrap
+    from motionkit.control.sparsectrl.files import read_file, unwrap
     sd = unwrap(read_file(str(path)), path.name)
     model = build(small_config(variant), sd, path.name)
     written = random_state_dict(variant, seed=5, dtype=torch.float16, **SMALL)

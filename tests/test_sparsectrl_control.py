@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import comfy_env
-from motionkit.control.sparsectrl import SCRIBBLE, SparseCtrlError
-from motionkit.control.sparsectrl_keyframes import INDICES, NEAREST_HINT, NO_CONTROL, ZERO_CONDITION, KeyframeSettings
+from motionkit.control.sparsectrl.errors import SparseCtrlError
+from motionkit.control.sparsectrl.keyframes import INDICES, NEAREST_HINT, NO_CONTROL, ZERO_CONDITION, KeyframeSettings
+from motionkit.control.sparsectrl.model import SCRIBBLE
 
 pytestmark = pytest.mark.comfyui  # in-process ComfyUI
 
@@ -20,7 +21,7 @@ def comfy():
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
     import comfy.controlnet  # noqa: F401
-    from motionkit.control.sparsectrl_comfy import control_class
+    from motionkit.control.sparsectrl.apply import control_class
     from motionkit.sampling import context_handler
     return SimpleNamespace(control_class=control_class, handler=context_handler)
 
@@ -156,7 +157,7 @@ def test_zero_condition_keeps_the_encoder_running_without_hint(comfy):
 def test_residuals_in_a_window_without_hint_with_the_real_encoder(comfy):
     """Measured on the encoder itself (small, random trained-looking weights, scribble): in a window without a
     keyframe, 'no control' adds no residual; 'zero condition' adds residuals of the same order as a window with one."""
-    from motionkit.control.sparsectrl import build
+    from motionkit.control.sparsectrl.files import build
     from sparsectrl_files import random_state_dict
     from test_sparsectrl import SMALL, small_config
 
@@ -208,7 +209,7 @@ class StubVAE:
 
 def test_rgb_hints_are_vae_encoded_and_scaled_as_the_original(comfy):
     """The original: vae.encode(image * 2 - 1) * 0.18215; ComfyUI's VAE takes 0..1 NHWC and does the *2-1 itself."""
-    from motionkit.control.sparsectrl import RGB
+    from motionkit.control.sparsectrl.model import RGB
     enc = RecordingEncoder()
     enc.config = SimpleNamespace(variant=RGB)
     c = comfy.control_class()(enc, "v3_sd15_sparsectrl_rgb.ckpt", 32, KeyframeSettings(INDICES, (0, -1)),

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from motionkit.control.sparsectrl import SparseCtrlError
-from motionkit.control.sparsectrl_keyframes import (CENTRED, FROM_START, INDICES, NEAREST_HINT, NO_CONTROL, TO_END, UNIFORM,
+from motionkit.control.sparsectrl.errors import SparseCtrlError
+from motionkit.control.sparsectrl.keyframes import (CENTRED, FROM_START, INDICES, NEAREST_HINT, NO_CONTROL, TO_END, UNIFORM,
                                           KeyframeSettings, cover_resize, frame_multipliers, hint_frames, parse_indices,
                                           place, window_hints)
 

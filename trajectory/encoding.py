@@ -9,7 +9,7 @@ The encoding Tora (alibaba/Tora, traj_utils.process_traj) and MotionCtrl (OMCM d
   (cv2.filter2D's default, BORDER_REFLECT_101), with the kernel's *peak* normalised to 1 (Tora's
   `blur_kernel / blur_kernel[49, 49]`): a single point keeps its displacement at its centre.
   MotionCtrl divides its kernel by its *sum* instead; that is one constant factor (KERNEL_SUM), applied by
-  its adapter (control.motionctrl_omcm), so one TRAJECTORY serves both.
+  its adapter (control.motionctrl), so one TRAJECTORY serves both.
 
 Positions per frame: a path's points are a polyline; its frames (start..end, default the whole animation)
 are spread evenly along it by arc length (constant speed), or, with spacing "per point", the points are

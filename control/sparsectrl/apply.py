@@ -24,9 +24,11 @@ import functools
 
 import torch
 
-from .sparsectrl import RGB, SparseCtrlError
-from .sparsectrl_keyframes import (KeyframeSettings, INDICES, NO_CONTROL, cover_resize, frame_multipliers, hint_frames,
-                                   place, window_hints)
+from .errors import SparseCtrlError
+from .files import build, config_from_state_dict, pe_length, unwrap
+from .keyframes import (KeyframeSettings, INDICES, NO_CONTROL, cover_resize, frame_multipliers, hint_frames, place,
+                        window_hints)
+from .model import RGB, SparseCtrlConfig, SparseCtrlEncoder
 
 SD15_LATENT_SCALE = 0.18215  # the original pipeline's factor (= comfy.latent_formats.SD15.scale_factor)
 
@@ -153,13 +155,26 @@ def control_class():
     return SparseCtrlControl
 
 
-def make_control(encoder, name: str, frame_limit: int):
-    """A SparseCtrl CONTROL_NET for `encoder` on ComfyUI's load device, stored in ComfyUI's UNet dtype."""
+def comfy_encoder(config: SparseCtrlConfig, sd: dict, name: str):
+    """(encoder, load device, manual-cast dtype): the encoder with the file's weights set up as core sets up a
+    ControlNet (comfy.controlnet.controlnet_config): stored in ComfyUI's UNet dtype, on the comfy.ops layers picked
+    for that dtype. Those layers carry `comfy_cast_weights`, so ComfyUI's model management can load the encoder
+    partially in low-VRAM mode and cast weights stored in another dtype (fp8)."""
     import comfy.model_management as mm
+    import comfy.ops
+
+    with torch.device("meta"):
+        params = sum(p.numel() for p in SparseCtrlEncoder(config).parameters())
     load_device = mm.get_torch_device()
-    params = sum(p.numel() for p in encoder.parameters())
     dtype = mm.unet_dtype(model_params=params)
     manual_cast = mm.unet_manual_cast(dtype, load_device)
-    encoder = encoder.to(dtype)
-    return control_class()(encoder, name, frame_limit, KeyframeSettings(), load_device=load_device,
+    operations = comfy.ops.pick_operations(dtype, manual_cast, disable_fast_fp8=True)
+    return build(config, sd, name, operations).to(dtype), load_device, manual_cast
+
+
+def load_control(sd, name: str):
+    """Load SparseCtrl's CONTROL_NET from a raw file dict (files.read_file), its encoder from `comfy_encoder`."""
+    sd = unwrap(sd, name)
+    encoder, load_device, manual_cast = comfy_encoder(config_from_state_dict(sd, name), sd, name)
+    return control_class()(encoder, name, pe_length(sd), KeyframeSettings(), load_device=load_device,
                            manual_cast_dtype=manual_cast)

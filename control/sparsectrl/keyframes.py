@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .sparsectrl import SparseCtrlError
+from .errors import SparseCtrlError
 
 INDICES, UNIFORM, FROM_START, TO_END, CENTRED = "indices", "uniform", "from start", "to end", "centred"
 PLACEMENTS = (INDICES, UNIFORM, FROM_START, TO_END, CENTRED)

@@ -1,12 +1,4 @@
-"""MotionCtrl's object-motion control module (OMCM) for AnimateDiff: trajectory flow -> UNet features.
-
-Published as `motionctrl_animatediff_omcm.ckpt` (TencentARC/MotionCtrl, AnimateDiff branch, trained with
-v3_sd15_mm): a pickled dict `{"omcm_state_dict": {...}, "epoch", "global_step"}` (keys may carry DDP's
-`module.` prefix). The module is a T2I-Adapter-style encoder (motionctrl/adapter.py `Adapter` with the
-configs' channels [320, 640, 1280, 1280], nums_rb 2, cin 128 = 2 x 8 x 8, sk True, use_conv False):
-
-    flow [2, H, W] --pixel-unshuffle 8--> [128, H/8, W/8] --conv_in--> 320
-    level i (0..3): (avg-pool 2 if i > 0), nums_rb residual blocks (the first one maps to channels[i]) -> feature i
+"""MotionCtrl OMCM during sampling: its features (model.py) added to ComfyUI's UNet.
 
 How it is used (motionctrl/modified_modules.py, scripts/motionctrl_animate.py, the animation pipeline):
 * features are computed once per frame from the flow (frames as batch); with classifier-free guidance the
@@ -25,149 +17,24 @@ downsampler), and `input_block_patch` runs right there, before the skip output i
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
-from torch import nn
 
-from ..common.errors import MotionKitError, WrongFileTypeError
-from ..common.weights import read_weights, tensors
-from ..common.patch import new_key, patched_clone
-from ..common.unet_call import in_sigma_range
-from ..common.unet_call import window_frames as context_window_frames
-from ..trajectory.encoding import DENSE, KERNEL_SUM, Trajectory, fit
+from ...common.patch import new_key, patched_clone
+from ...common.unet_call import in_sigma_range
+from ...common.unet_call import window_frames as context_window_frames
+from ...trajectory.encoding import DENSE, KERNEL_SUM, Trajectory, fit
+from .errors import OMCMError
+from .model import OMCM
 
 LOG = logging.getLogger("MotionKit")
 
-CHANNELS = (320, 640, 1280, 1280)
-NUMS_RB = 2
-CIN = 2 * 8 * 8
-UNSHUFFLE = 8
 USED_FEATURES = 3  # features added to down blocks 0-2 (see module docstring)
 INPUT_BLOCK_OF_FEATURE = {2: 0, 5: 1, 8: 2}  # ComfyUI SD1.5 input block -> feature index
 DEFAULT_END_PERCENT = 0.3  # omcm_min_step 700 of 1000 timesteps
 
-
-class OMCMError(MotionKitError):
-    """An OMCM file that cannot be used, or OMCM settings/inputs that cannot work."""
-
-
-class ResBlock(nn.Module):
-    """Residual block: optional 2x average pool, optional 3x3 conv to the new width, conv-relu-conv + skip."""
-
-    def __init__(self, c_in: int, c_out: int, down: bool):
-        super().__init__()
-        self.down = down
-        self.in_conv = nn.Conv2d(c_in, c_out, 3, 1, 1) if c_in != c_out else None
-        self.block1 = nn.Conv2d(c_out, c_out, 3, 1, 1)
-        self.block2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
-
-    def forward(self, x):
-        if self.down:
-            x = F.avg_pool2d(x, 2)
-        if self.in_conv is not None:
-            x = self.in_conv(x)
-        return x + self.block2(F.relu(self.block1(x)))
-
-
-class OMCMAdapter(nn.Module):
-    def __init__(self, channels=CHANNELS, nums_rb: int = NUMS_RB, cin: int = CIN):
-        super().__init__()
-        self.channels, self.nums_rb = tuple(channels), nums_rb
-        self.conv_in = nn.Conv2d(cin, channels[0], 3, 1, 1)
-        self.body = nn.ModuleList(
-            ResBlock(channels[max(i - 1, 0)] if j == 0 else channels[i], channels[i], down=(i > 0 and j == 0))
-            for i in range(len(channels)) for j in range(nums_rb))
-
-    def forward(self, flow: torch.Tensor, levels: int | None = None) -> list[torch.Tensor]:
-        """flow [N, 2, H, W] (H, W multiples of 8) -> features [N, channels[i], H/8/2^i, W/8/2^i]."""
-        x = rearrange(flow, "n c (h a) (w b) -> n (c a b) h w", a=UNSHUFFLE, b=UNSHUFFLE)
-        x = self.conv_in(x)
-        features = []
-        for i in range(levels or len(self.channels)):
-            for block in self.body[i * self.nums_rb:(i + 1) * self.nums_rb]:
-                x = block(x)
-            features.append(x)
-        return features
-
-
-def expected_shapes() -> dict[str, tuple]:
-    with torch.device("meta"):
-        return {k: tuple(v.shape) for k, v in OMCMAdapter().state_dict().items()}
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading the file
-
-def _unwrap(obj, name: str) -> dict:
-    return tensors(obj, name, OMCMError, "Choose motionctrl_animatediff_omcm.ckpt (TencentARC/MotionCtrl).",
-                   wrappers=("omcm_state_dict", "state_dict"), strip_prefix="module.")
-
-
-def is_omcm(sd: dict) -> bool:
-    """What other loaders use to recognise the OMCM file (keys already unwrapped, see `_unwrap`)."""
-    w = sd.get("conv_in.weight")
-    return isinstance(w, torch.Tensor) and w.ndim == 4 and w.shape[1] == CIN and "body.0.block1.weight" in sd
-
-
-def classify_omcm(sd: dict, name: str) -> dict:
-    """The weights of an OMCM file, or an error that says what the file is instead."""
-    if not is_omcm(sd):
-        from_kind = None
-        from ..motion.formats import OMCM as OMCM_KIND, detect_kind, _KINDS
-        kind = detect_kind(sd.keys())
-        w = sd.get("conv_in.weight")
-        if kind is not None and kind != OMCM_KIND:
-            what, where = _KINDS[kind]
-            from_kind = f"'{name}' is {what}, not MotionCtrl's object-motion module. {where}."
-        elif isinstance(w, torch.Tensor) and "body.0.block1.weight" in sd:
-            from_kind = (f"'{name}' is a T2I-Adapter (its input has {w.shape[1]} channels, an OMCM's has {CIN}). "
-                         f"Load it with core 'Load ControlNet Model'.")
-        raise WrongFileTypeError(
-            (from_kind or f"'{name}' is not MotionCtrl's object-motion module (OMCM).") +
-            " Here choose motionctrl_animatediff_omcm.ckpt (TencentARC/MotionCtrl on Hugging Face), in "
-            "models/motionctrl.")
-    shapes = expected_shapes()
-    missing = [k for k in shapes if k not in sd]
-    wrong = [f"{k} {tuple(sd[k].shape)} (expected {s})" for k, s in shapes.items() if k in sd and tuple(sd[k].shape) != s]
-    extra = [k for k in sd if k not in shapes]
-    if missing or wrong or extra:
-        raise OMCMError(
-            f"'{name}' looks like an OMCM file but does not match MotionCtrl's AnimateDiff OMCM: "
-            + "; ".join(filter(None, [f"missing {len(missing)} weights (e.g. {missing[0]})" if missing else "",
-                                      f"wrong shapes: {', '.join(wrong[:3])}" if wrong else "",
-                                      f"{len(extra)} unknown weights (e.g. {extra[0]})" if extra else ""]))
-            + ". The file is incomplete or of another MotionCtrl variant; download motionctrl_animatediff_omcm.ckpt again.")
-    return {k: sd[k] for k in shapes}
-
-
-def read_omcm(path: str) -> dict:
-    name = os.path.basename(path)
-    if not os.path.isfile(path):
-        raise OMCMError(f"OMCM file '{path}' does not exist. Put motionctrl_animatediff_omcm.ckpt in "
-                        f"ComfyUI/models/motionctrl and pick it from the list.")
-    obj = read_weights(path, name, OMCMError, "download motionctrl_animatediff_omcm.ckpt from TencentARC/MotionCtrl")
-    return classify_omcm(_unwrap(obj, name), name)
-
-
-def load_omcm(path: str) -> "OMCM":
-    weights = read_omcm(path)
-    adapter = OMCMAdapter()
-    adapter.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
-    return OMCM(adapter.eval().requires_grad_(False), os.path.basename(path))
-
-
-@dataclass
-class OMCM:
-    adapter: OMCMAdapter
-    name: str
-
-
-# ---------------------------------------------------------------------------------------------
-# Applying it during sampling
 
 def adapter_input(traj: Trajectory, frames: list[int]) -> torch.Tensor:
     """[len(frames), 2, H, W]: the trajectory's flow as the OMCM was trained on it."""
@@ -210,7 +77,9 @@ class OMCMRun:
             traj = self.fitted or self.trajectory
             adapter = self.omcm.adapter
             w = next(adapter.parameters())
-            flow = adapter_input(traj, frames).to(w.device, w.dtype)
+            # on the UNet's device, where the adapter is loaded with it: when ComfyUI loads the adapter partially,
+            # the layers left on the offload device cast their weights to the input's device per call
+            flow = adapter_input(traj, frames).to(device, w.dtype)
             with torch.no_grad():
                 cond = adapter(flow, USED_FEATURES)
                 zero = adapter(torch.zeros_like(flow[:1]), USED_FEATURES)  # per-frame: one zero frame serves all
@@ -240,9 +109,19 @@ class OMCMRun:
         return h + self.strength * feature
 
 
+def comfy_operations():
+    """The adapter's layers under ComfyUI (Load MotionCtrl OMCM): comfy.ops, the variant core picks for weights stored
+    in the dtype they compute in (comfy.ops.pick_operations: the adapter is float32 and runs in float32). Its layers
+    carry `comfy_cast_weights`, so ComfyUI's model management can load the adapter partially in low-VRAM mode (the
+    UNet's additional model) and cast weights stored in another dtype."""
+    import comfy.ops
+
+    return comfy.ops.disable_weight_init
+
+
 def warn_motion_model(model_patcher, name: str) -> None:
     """The OMCM was trained with AnimateDiff v3; say so when the MODEL carries another motion model."""
-    from ..motion.injection import applications
+    from ...motion.injection import applications
     apps = applications(model_patcher)
     families = [a.info.family for a in apps]
     if not apps:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ...motion.model import PER_FRAME, MotionModule, TorchOps
+from ...motion.model import PER_FRAME, FeedForward, MotionModule, TorchOps  # FeedForward: the same GEGLU MLP
 
 RGB, SCRIBBLE = "rgb", "scribble"
 HEADS = 8
@@ -91,26 +91,6 @@ class Attention(nn.Module):
                    for t in (self.to_q(x), self.to_k(context), self.to_v(context)))
         o = F.scaled_dot_product_attention(q, k, v)
         return self.to_out[0](rearrange(o, "b h n d -> b n (h d)"))
-
-
-class GEGLU(nn.Module):
-    def __init__(self, channels: int, operations=None):
-        super().__init__()
-        self.proj = (operations or TorchOps).Linear(channels, channels * 8)
-
-    def forward(self, x):
-        value, gate = self.proj(x).chunk(2, dim=-1)
-        return value * F.gelu(gate)
-
-
-class FeedForward(nn.Module):
-    def __init__(self, channels: int, operations=None):
-        super().__init__()
-        ops = operations or TorchOps
-        self.net = nn.ModuleList([GEGLU(channels, ops), nn.Dropout(0.0), ops.Linear(channels * 4, channels)])
-
-    def forward(self, x):
-        return self.net[2](self.net[0](x))
 
 
 class TransformerBlock(nn.Module):

@@ -25,14 +25,19 @@ class ServerError(Exception):
 # ---------------------------------------------------------------------------------------------
 # Workflow loading
 
-def load_workflow(path: str) -> Dict[str, dict]:
+def read_json(path: str, what: str):
+    """The JSON in `path`; a UsageError naming the file and `what` it should be when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            return json.load(f)
     except OSError as e:
-        raise UsageError(f"cannot read workflow {path}: {e.strerror or e}")
+        raise UsageError(f"cannot read {what} {path}: {e.strerror or e}")
     except ValueError as e:
-        raise UsageError(f"{path} is not JSON: {e}")
+        raise UsageError(f"{path} is not a {what} (not JSON: {e})")
+
+
+def load_workflow(path: str) -> Dict[str, dict]:
+    data = read_json(path, "workflow")
     if isinstance(data, dict) and isinstance(data.get("nodes"), list):
         raise UsageError(
             f"{path} is a UI-format workflow (it has 'nodes' and 'links'), which the HTTP API does "

@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-from .batch import UsageError
+from .batch import UsageError, read_json
 
 VERSION = 1
 DONE = "success"
@@ -81,13 +81,7 @@ class Manifest:
 
     @classmethod
     def load(cls, path: str) -> "Manifest":
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except OSError as e:
-            raise UsageError(f"cannot read manifest {path}: {e.strerror or e}")
-        except ValueError as e:
-            raise UsageError(f"{path} is not a manifest (not JSON: {e})")
+        data = read_json(path, "manifest")
         if not isinstance(data, dict) or data.get("motionkit_queue_manifest") != VERSION:
             raise UsageError(f"{path} is not a motionkit_queue manifest (write one with --manifest)")
         m = cls.__new__(cls)

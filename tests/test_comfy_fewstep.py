@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import motion_files as mf
-from test_comfy_motion import CKPT, REPO, base_graph, cached_file, latent, ui_to_api
+from comfy_graphs import CKPT, REPO, base_graph, latent, ui_to_api
+from model_cache import cached, module_server
 
 pytestmark = pytest.mark.comfyui
 
@@ -50,12 +51,11 @@ def kohya_lora(rank=4, seed=0, scale=0.1):
     return sd
 
 
-@pytest.fixture(scope="module")
-def server(comfy_server):
-    comfy_server.add_model("animatediff_models", LCM, cached_file(LCM, lambda: mf.animatelcm(seed=2, dtype=torch.float16)))
-    comfy_server.add_model("animatediff_models", LIGHTNING, cached_file(LIGHTNING, lambda: mf.lightning_diffusers(seed=0)))
-    comfy_server.add_model("loras", LCM_LORA, cached_file("AnimateLCM_t2v_lora_random.safetensors", kohya_lora))
-    return comfy_server
+server = module_server({
+    "animatediff_models": {LCM: cached(LCM, lambda: mf.animatelcm(seed=2, dtype=torch.float16)),
+                           LIGHTNING: cached(LIGHTNING, lambda: mf.lightning_diffusers(seed=0))},
+    "loras": {LCM_LORA: cached("AnimateLCM_t2v_lora_random.safetensors", kohya_lora)},
+})
 
 
 def example(name: str, **motion) -> dict:

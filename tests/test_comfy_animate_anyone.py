@@ -67,6 +67,7 @@ def test_example_workflow_ui_matches_api(server):
         k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in example_api().items()}
 
 
+@pytest.mark.example  # the same example graph end to end: test_40_frames_in_context_windows_of_24
 def test_example_runs_end_to_end_8_frames(server):
     res = server.run(small(8)).raise_for_status()
     (out,) = res.latents("11")

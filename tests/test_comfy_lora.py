@@ -137,6 +137,7 @@ EXAMPLES = {
 }
 
 
+@pytest.mark.example  # the same nodes: test_motion_lora_stack_and_the_shared_motion_model, test_domain_adapter_scale_and_core_equivalence
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 def test_example_workflow_runs(server, example):
     api = json.loads((cg.REPO / "example_workflows" / "api" / f"{example}_api.json").read_text())

@@ -263,6 +263,7 @@ def test_vid2vid_ui_workflow_matches_api_workflow(server):
     assert converted == {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
 
 
+@pytest.mark.example  # Load Video -> mp4 Save Animation: test_video_and_folder_to_every_format; the graph: the UI test
 def test_vid2vid_example_runs(server):
     api = json.loads((REPO / "example_workflows" / "api" / "vid2vid_sd15_api.json").read_text())
     assert api["3"]["inputs"]["denoise"] == 0.6 and api["9"]["inputs"]["format"] == "mp4"

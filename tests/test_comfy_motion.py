@@ -78,6 +78,7 @@ def test_ksampler_advanced_and_auto_schedule(server):
     assert not torch.equal(zero_keep, zero_auto)
 
 
+@pytest.mark.example  # the same API workflow at 2 frames: test_queue_comfy.py; its UI version: test_preview_browser.py
 def test_example_workflow_runs(server):
     api = json.loads((REPO / "example_workflows" / "api" / "txt2anim_sd15_api.json").read_text())
     api["4"]["inputs"]["ckpt_name"] = CKPT

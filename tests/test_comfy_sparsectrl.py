@@ -90,6 +90,7 @@ def test_rgb_hints_reach_their_frames(server, plain8):
     assert torch.equal(latent(server, add_sparsectrl(g, indices="0, -1", hint=0.0, nonhint=0.0)), plain8)
 
 
+@pytest.mark.example  # hints through Apply ControlNet: test_rgb_hints_reach_their_frames, test_scribble_hints_follow_their_windows
 @pytest.mark.parametrize("name, placement", [("sparsectrl_rgb_interpolation", ("indices", "0, -1")),
                                              ("sparsectrl_scribble_storyboard", ("uniform", "0, 8, 15"))])
 def test_examples_run(server, name, placement):

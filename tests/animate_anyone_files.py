@@ -52,7 +52,7 @@ def state_dict(role: str, seed: int = 0, dtype=torch.float16, zero_pose_out: boo
 
 
 # the test cache and its atomic build-on-first-use, shared with the other random-weight files
-from test_comfy_motion import _cache_dir as cache_dir, cached_file as cached  # noqa: E402
+from model_cache import cache_dir, cached_file as cached  # noqa: E402,F401  (cache_dir: for the tests)
 
 
 def published_files(seed: int = 3, zero_pose_out: bool = False) -> dict[str, Path]:

@@ -27,6 +27,9 @@ import pack_package  # noqa: E402,F401  (the pack as the package `motionkit`, as
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "comfyui: test runs against a real ComfyUI (skipped when none is found)")
+    config.addinivalue_line(
+        "markers", "example: a whole example-workflow run whose parts other tests cover; left out of the default "
+                   "run (pytest.ini: -m \"not example\"), run with `python -m pytest tests -m example`")
 
 
 def pytest_report_header(config):

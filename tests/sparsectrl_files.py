@@ -169,3 +169,12 @@ def cached_file(variant: str) -> Path:
             marker.write_text(VERSION)
             print(f"[motionkit tests] built {path} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return path
+
+
+# a small SparseCtrl for in-process tests
+SMALL = dict(channels=(32, 64, 64, 64), context_dim=48, widths=(16, 32, 32, 32))
+
+
+def small_config(variant):
+    from motionkit.control.sparsectrl.model import SparseCtrlConfig
+    return SparseCtrlConfig(variant, SMALL["channels"], SMALL["context_dim"], SMALL["widths"])

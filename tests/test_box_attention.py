@@ -206,7 +206,7 @@ def test_prompt_length_is_the_context_period(comfy):
 def test_every_cross_attention_block_is_patched(comfy):
     from motionkit.control.box_attention import attention_blocks
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
-    from test_injection import SD15_UNET, SDXL_UNET
+    from unet_helpers import SD15_UNET, SDXL_UNET
 
     for config, count in ((SD15_UNET, 16), (SDXL_UNET, 70)):
         unet = UNetModel(**config, image_size=32, device="meta", operations=comfy.ops.disable_weight_init)

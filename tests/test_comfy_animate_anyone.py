@@ -12,8 +12,8 @@ import torch
 
 import animate_anyone_files as aaf
 import media_files
-from test_comfy_i2v import png
-from test_comfy_motion import REPO, ui_to_api
+from comfy_graphs import REPO, png, ui_to_api
+from model_cache import place
 
 pytestmark = pytest.mark.comfyui
 
@@ -25,18 +25,21 @@ VAE = "vae-ft-mse-840000-ema-pruned.safetensors"
 @pytest.fixture(scope="module")
 def server(comfy_server, sd15_checkpoint):
     comfy_server.free()  # earlier modules' models out: two SD1.5-sized UNets come in here
-    for role, path in aaf.published_files(seed=3).items():
-        comfy_server.add_model("animate_anyone", aaf.FILE_NAMES[role], path)
-    comfy_server.add_model("animate_anyone", "sd15_random.safetensors", sd15_checkpoint)  # the wrong kind of file
-    comfy_server.add_model("clip_vision", CLIP, aaf.cached("clip_vitl_random.safetensors", aaf.clip_vision_vitl))
-    comfy_server.add_model("vae", VAE, aaf.cached("sd15_random_vae.safetensors", lambda: aaf.sd15_vae(sd15_checkpoint)))
-    comfy_server.add_input("animate_anyone_reference.png", png(48, 64))
+    place(comfy_server, {
+        "animate_anyone": {**{aaf.FILE_NAMES[role]: path for role, path in aaf.published_files(seed=3).items()},
+                           "sd15_random.safetensors": sd15_checkpoint},  # the wrong kind of file
+        "clip_vision": {CLIP: lambda: aaf.cached("clip_vitl_random.safetensors", aaf.clip_vision_vitl)},
+        "vae": {VAE: lambda: aaf.cached("sd15_random_vae.safetensors", lambda: aaf.sd15_vae(sd15_checkpoint))},
+    }, inputs={"animate_anyone_reference.png": lambda: png(48, 64), "pose_video.mp4": pose_video})
+    yield comfy_server
+    comfy_server.free()
+
+
+def pose_video() -> bytes:
     video = aaf.cache_dir() / "aa_pose_video_40.mp4"
     if not video.exists():
         media_files.write_video(video, frames=40, width=48, height=64, fps=8)
-    comfy_server.add_input("pose_video.mp4", video.read_bytes())
-    yield comfy_server
-    comfy_server.free()
+    return video.read_bytes()
 
 
 def example_api() -> dict:
@@ -64,6 +67,7 @@ def test_example_workflow_ui_matches_api(server):
         k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in example_api().items()}
 
 
+@pytest.mark.example  # the same example graph end to end: test_40_frames_in_context_windows_of_24
 def test_example_runs_end_to_end_8_frames(server):
     res = server.run(small(8)).raise_for_status()
     (out,) = res.latents("11")

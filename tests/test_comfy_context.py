@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from controlnet_file import cached_controlnet
-from test_comfy_motion import CKPT, MOTION_FILES, cached_file, latent, ui_to_api
+from comfy_graphs import REPO, add_motion, add_windows, base, changed_frames, latent, ui_to_api
+from model_cache import module_server, motion_models
 
 pytestmark = pytest.mark.comfyui
 
-REPO = Path(__file__).resolve().parent.parent
 ZERO, RANDOM = "mm_v2_zero_out.safetensors", "mm_v2_random.safetensors"
 CONTROLNET = "control_sd15_random.safetensors"
 FRAMES = 40
@@ -26,48 +25,13 @@ FRAMES = 40
 CN_FRAMES, CN_WINDOWS, WHITE = 20, [range(0, 8), range(6, 14), range(12, 20)], 13
 
 
-@pytest.fixture(scope="module")
-def server(comfy_server):
-    for name in (ZERO, RANDOM):
-        comfy_server.add_model("animatediff_models", name, cached_file(name, MOTION_FILES[name]))
-    comfy_server.add_model("controlnet", CONTROLNET, cached_controlnet())
-    return comfy_server
+server = module_server({"animatediff_models": motion_models(ZERO, RANDOM),
+                        "controlnet": {CONTROLNET: cached_controlnet}})
 
 
 # ---------------------------------------------------------------------------------------------
-# Workflows (API format). Each add_* puts its node between the sampler and the model it had.
-
-def base(frames=FRAMES, steps=1, cfg=1.0, seed=11):
-    return {
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat walking", "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
-        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": frames}},
-        "3": {"class_type": "KSampler", "inputs": {
-            "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
-            "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
-        "9": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "t/ctx"}},
-    }
-
-
-def add_motion(g, name):
-    g = copy.deepcopy(g)
-    g["10"] = {"class_type": "MotionKitLoadMotionModel", "inputs": {"model_name": name}}
-    g["11"] = {"class_type": "MotionKitApplyMotionModel", "inputs": {
-        "model": g["3"]["inputs"]["model"], "motion_model": ["10", 0], "motion_scale": 1.0,
-        "start_percent": 0.0, "end_percent": 1.0, "noise_schedule": "use model's own"}}
-    g["3"]["inputs"]["model"] = ["11", 0]
-    return g
-
-
-def add_windows(g, length=16, overlap=4, schedule="static", fuse="flat", stride=1, closed_loop=False):
-    g = copy.deepcopy(g)
-    g["12"] = {"class_type": "MotionKitContextWindows", "inputs": {
-        "model": g["3"]["inputs"]["model"], "context_length": length, "context_overlap": overlap,
-        "schedule": schedule, "context_stride": stride, "fuse_method": fuse, "closed_loop": closed_loop}}
-    g["3"]["inputs"]["model"] = ["12", 0]
-    return g
-
+# Workflows (API format; base/add_motion/add_windows: tests/comfy_graphs.py). add_controlnet puts its node
+# between the sampler and the model it had.
 
 def add_controlnet(g, frames=FRAMES, white_frame=None):
     """ControlNet on both conds with one hint image per frame: black, but white on `white_frame`."""
@@ -92,10 +56,6 @@ def add_controlnet(g, frames=FRAMES, white_frame=None):
         "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}}
     g["3"]["inputs"].update(positive=["36", 0], negative=["36", 1])
     return g
-
-
-def changed_frames(a, b) -> set[int]:
-    return {int(i) for i in torch.nonzero((a - b).abs().amax(dim=(1, 2, 3)) > 0).flatten()}
 
 
 # ---------------------------------------------------------------------------------------------

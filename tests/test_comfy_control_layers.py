@@ -22,7 +22,7 @@ from motionkit.control.sparsectrl.model import RGB, SCRIBBLE
 from motionkit.trajectory.encoding import Path, encode_paths
 from omcm_files import cached_omcm_file
 from sparsectrl_files import random_state_dict
-from test_sparsectrl import SMALL, small_config
+from sparsectrl_files import SMALL, small_config
 
 pytestmark = pytest.mark.comfyui
 

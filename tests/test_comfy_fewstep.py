@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import motion_files as mf
-from test_comfy_motion import CKPT, REPO, base_graph, cached_file, latent, ui_to_api
+from comfy_graphs import CKPT, REPO, base_graph, latent, ui_to_api
+from model_cache import cached, module_server
 
 pytestmark = pytest.mark.comfyui
 
@@ -50,12 +51,11 @@ def kohya_lora(rank=4, seed=0, scale=0.1):
     return sd
 
 
-@pytest.fixture(scope="module")
-def server(comfy_server):
-    comfy_server.add_model("animatediff_models", LCM, cached_file(LCM, lambda: mf.animatelcm(seed=2, dtype=torch.float16)))
-    comfy_server.add_model("animatediff_models", LIGHTNING, cached_file(LIGHTNING, lambda: mf.lightning_diffusers(seed=0)))
-    comfy_server.add_model("loras", LCM_LORA, cached_file("AnimateLCM_t2v_lora_random.safetensors", kohya_lora))
-    return comfy_server
+server = module_server({
+    "animatediff_models": {LCM: cached(LCM, lambda: mf.animatelcm(seed=2, dtype=torch.float16)),
+                           LIGHTNING: cached(LIGHTNING, lambda: mf.lightning_diffusers(seed=0))},
+    "loras": {LCM_LORA: cached("AnimateLCM_t2v_lora_random.safetensors", kohya_lora)},
+})
 
 
 def example(name: str, **motion) -> dict:
@@ -114,10 +114,8 @@ def test_animatelcm_lora_loads_with_core_loader(server):
     assert "lora key not loaded" not in log, log[-2000:]
 
 
-def test_animatelcm_example_runs_with_its_lcm_schedule(server):
-    """lcm sampler, 4 steps, cfg 1.5, sgm_uniform. autoselect installs LCM on sqrt_linear with AnimateLCM's
-    100-step grid (timesteps 9, 19, ..., 999), so the model's sigmas are that grid's ends; the run differs
-    from the same workflow on the checkpoint's own schedule."""
+def animatelcm_examples():
+    """The AnimateLCM example (autoselect) and the same on the checkpoint's own schedule, 2 lcm steps."""
     api = example("animatelcm_t2v_sd15")
     assert api["11"]["inputs"]["noise_schedule"] == "autoselect" and api["12"]["class_type"] == "LoraLoaderModelOnly"
     assert (api["3"]["inputs"]["sampler_name"], api["3"]["inputs"]["scheduler"]) == ("lcm", "sgm_uniform")
@@ -125,25 +123,46 @@ def test_animatelcm_example_runs_with_its_lcm_schedule(server):
     api["3"]["inputs"]["steps"] = 2  # two lcm steps: the schedule's ends and one re-noising; cheaper than 4
     own = example("animatelcm_t2v_sd15", noise_schedule="use model's own")
     own["3"]["inputs"]["steps"] = 2
+    return api, own
 
+
+def test_animatelcm_example_gets_its_lcm_schedule(server):
+    """lcm sampler, 4 steps, cfg 1.5, sgm_uniform. autoselect installs LCM on sqrt_linear with AnimateLCM's
+    100-step grid (timesteps 9, 19, ..., 999), so the model's sigmas are that grid's ends."""
+    api, own = animatelcm_examples()
     lcm, sd = spec_sigmas("sqrt_linear"), spec_sigmas("linear")
     np.testing.assert_allclose(sigma_range(server, api, ["11", 0]), (lcm[999], lcm[9]), rtol=1e-5)
     np.testing.assert_allclose(sigma_range(server, own, ["11", 0]), (sd[999], sd[0]), rtol=1e-5)
 
+
+@pytest.mark.example  # the schedule: the test above; sampling with the LoRA and lcm: test_animatelcm_lora_loads_with_core_loader
+def test_animatelcm_example_runs_with_its_lcm_schedule(server):
+    """The run differs from the same workflow on the checkpoint's own schedule."""
+    api, own = animatelcm_examples()
     auto_latent = run_example(server, api)
     assert not torch.equal(auto_latent, run_example(server, own))
 
 
-def test_lightning_example_runs_with_the_diffusers_file(server):
+def lightning_example():
     api = example("animatediff_lightning_sd15")
     k = api["3"]["inputs"]
     assert (k["sampler_name"], k["scheduler"], k["cfg"], k["steps"]) == ("euler", "sgm_uniform", 1.0, 4)
     assert api["10"]["inputs"]["model_name"] == "animatediff_lightning_4step_comfyui.safetensors"
     assert api["11"]["inputs"]["noise_schedule"] == "autoselect"
     api["10"]["inputs"]["model_name"] = LIGHTNING
+    return api
+
+
+def test_lightning_example_gets_sqrt_linear_with_the_diffusers_file(server):
+    api = lightning_example()
     sqrt_linear = spec_sigmas("sqrt_linear")
     np.testing.assert_allclose(sigma_range(server, api, ["11", 0]), (sqrt_linear[999], sqrt_linear[0]), rtol=1e-5)
-    k["steps"] = 2  # runs as shipped otherwise; half the steps keep the test cheap
+
+
+@pytest.mark.example  # the diffusers file sampling: test_comfy_motion_scale.py (its second motion model)
+def test_lightning_example_runs_with_the_diffusers_file(server):
+    api = lightning_example()
+    api["3"]["inputs"]["steps"] = 2  # runs as shipped otherwise; half the steps keep the test cheap
     run_example(server, api)
 
 

@@ -7,16 +7,14 @@ encoder, one whose encoder outputs exactly zero when the frame embedding is off 
 from __future__ import annotations
 
 import copy
-import io
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import motion_files as mf
-from test_comfy_motion import CKPT, REPO, cached_file, latent, ui_to_api
+from comfy_graphs import CKPT, REPO, latent, png, ui_to_api
+from model_cache import cached, module_server
 
 pytestmark = pytest.mark.comfyui
 
@@ -27,27 +25,14 @@ MOTION_FILES = {
     I2V: lambda: mf.animatelcm_i2v(seed=11, dtype=torch.float16),
     # same motion weights, encoder features exactly 0 at motion_scale 0
     I2V_ZERO: lambda: mf.animatelcm_i2v(seed=11, dtype=torch.float16, zero_encoder_output=True),
-    "mm_v2_random.safetensors": lambda: mf.v2(seed=1, dtype=torch.float16),  # same builder as test_comfy_motion
+    "mm_v2_random.safetensors": lambda: mf.v2(seed=1, dtype=torch.float16),  # as model_cache.MOTION_FILES
 }
 
 
-def png(width: int, height: int, flip: bool = False) -> bytes:
-    y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height) + 64], -1)
-    if flip:
-        rgb = rgb[::-1, ::-1]
-    buf = io.BytesIO()
-    Image.fromarray(rgb.astype(np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-@pytest.fixture(scope="module")
-def server(comfy_server):
-    for name, build in MOTION_FILES.items():
-        comfy_server.add_model("animatediff_models", name, cached_file(name, build))
-    comfy_server.add_input("i2v_a.png", png(80, 64))  # not the latent's size: resized and center-cropped
-    comfy_server.add_input("i2v_b.png", png(64, 64, flip=True))
-    return comfy_server
+server = module_server(
+    {"animatediff_models": {name: cached(name, build) for name, build in MOTION_FILES.items()}},
+    inputs={"i2v_a.png": lambda: png(80, 64),  # not the latent's size: resized and center-cropped
+            "i2v_b.png": lambda: png(64, 64, flip=True)})
 
 
 def graph(motion=None, image=None, motion_scale=0.8, seed=5, frames=FRAMES, cfg=1.5):

@@ -24,7 +24,7 @@ import motion_files as mf
 from motionkit.motion.lora import classify_motion_lora
 from motionkit.motion.model import PER_FRAME, POOLED, MotionArchitecture, MotionModel, MotionModule, TorchOps
 from reference import reference_module
-from test_motion_model import frames_input, module_weights
+from unet_helpers import frames_input, module_weights
 
 pytestmark = pytest.mark.comfyui
 

@@ -11,8 +11,9 @@ import json
 import pytest
 import torch
 
+import comfy_graphs as cg
 import motion_files as mf
-import test_comfy_motion as tcm
+from model_cache import cached, module_server
 
 pytestmark = pytest.mark.comfyui
 
@@ -39,12 +40,7 @@ FOLDERS = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(comfy_server):
-    for folder, names in FOLDERS.items():
-        for name in names:
-            comfy_server.add_model(folder, name, tcm.cached_file(name, FILES[name]))
-    return comfy_server
+server = module_server({folder: {name: cached(name, FILES[name]) for name in names} for folder, names in FOLDERS.items()})
 
 
 def with_loras(graph, loras):
@@ -91,7 +87,7 @@ def test_nodes_are_registered(server):
 
 def test_motion_lora_stack_and_the_shared_motion_model(server):
     """(The math, composition and order of a stack are checked on the weights in test_motion_lora.py.)"""
-    motion = tcm.with_motion(tcm.base_graph(frames=FRAMES), MOTION)
+    motion = cg.with_motion(cg.base_graph(frames=FRAMES), MOTION)
     motion["3"]["inputs"]["cfg"] = 1.0  # cond only: the LoRA's weights are the subject
     base = sampled(server, motion)
     zero = sampled(server, with_loras(motion, [(ZOOM, 0.0)]))
@@ -103,14 +99,14 @@ def test_motion_lora_stack_and_the_shared_motion_model(server):
 
 
 def test_domain_adapter_scale_and_core_equivalence(server):
-    plain = sampled(server, tcm.base_graph(frames=2))
-    off = sampled(server, with_adapter(tcm.base_graph(frames=2), ADAPTER, 0.0))
+    plain = sampled(server, cg.base_graph(frames=2))
+    off = sampled(server, with_adapter(cg.base_graph(frames=2), ADAPTER, 0.0))
     assert torch.equal(off, plain), "scale 0 must leave the MODEL as it is"
-    on = sampled(server, with_adapter(tcm.base_graph(frames=2), ADAPTER, 1.0))
+    on = sampled(server, with_adapter(cg.base_graph(frames=2), ADAPTER, 1.0))
     assert changed(on, plain) > 1e-2
-    core = sampled(server, with_adapter(tcm.base_graph(frames=2), ADAPTER, 1.0, node_type="LoraLoaderModelOnly"))
+    core = sampled(server, with_adapter(cg.base_graph(frames=2), ADAPTER, 1.0, node_type="LoraLoaderModelOnly"))
     assert torch.equal(on, core), "the adapter must act exactly as core LoraLoaderModelOnly applies it"
-    assert torch.equal(sampled(server, tcm.base_graph(frames=2)), plain), "the adapter left the checkpoint changed"
+    assert torch.equal(sampled(server, cg.base_graph(frames=2)), plain), "the adapter left the checkpoint changed"
 
 
 ERRORS = [
@@ -122,10 +118,10 @@ ERRORS = [
 
 
 def test_wrong_files_are_refused_clearly_and_comfyui_stays_usable(server):
-    motion = tcm.with_motion(tcm.base_graph(frames=2), MOTION)
+    motion = cg.with_motion(cg.base_graph(frames=2), MOTION)
     before = sampled(server, with_loras(motion, [(ZOOM, 1.0)]))
     for node, name, phrases in ERRORS:
-        graph = (with_adapter(tcm.base_graph(frames=2), name, 1.0) if node == "adapter"
+        graph = (with_adapter(cg.base_graph(frames=2), name, 1.0) if node == "adapter"
                  else with_loras(motion, [(ZOOM, 1.0), (name, 1.0)]))
         res = server.run(graph)
         assert res.status == "error", f"{name}: expected an error"
@@ -141,10 +137,11 @@ EXAMPLES = {
 }
 
 
+@pytest.mark.example  # the same nodes: test_motion_lora_stack_and_the_shared_motion_model, test_domain_adapter_scale_and_core_equivalence
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 def test_example_workflow_runs(server, example):
-    api = json.loads((tcm.REPO / "example_workflows" / "api" / f"{example}_api.json").read_text())
-    names = {**EXAMPLES[example], "v1-5-pruned-emaonly.safetensors": tcm.CKPT}
+    api = json.loads((cg.REPO / "example_workflows" / "api" / f"{example}_api.json").read_text())
+    names = {**EXAMPLES[example], "v1-5-pruned-emaonly.safetensors": cg.CKPT}
     for node in api.values():
         for key, value in node["inputs"].items():
             if isinstance(value, str) and value in names:
@@ -162,7 +159,7 @@ def test_example_workflow_runs(server, example):
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 def test_ui_workflow_matches_api_workflow(server, example):
-    ui = json.loads((tcm.REPO / "example_workflows" / f"{example}.json").read_text())
-    api = json.loads((tcm.REPO / "example_workflows" / "api" / f"{example}_api.json").read_text())
-    converted = tcm.ui_to_api(ui, server.object_info())
+    ui = json.loads((cg.REPO / "example_workflows" / f"{example}.json").read_text())
+    api = json.loads((cg.REPO / "example_workflows" / "api" / f"{example}_api.json").read_text())
+    converted = cg.ui_to_api(ui, server.object_info())
     assert converted == {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}

@@ -14,7 +14,8 @@ from PIL import Image
 
 import media_files as mfl
 from comfy_server import PromptRejected
-import test_comfy_motion as tcm
+import comfy_graphs as cg
+from model_cache import cached, place
 
 pytestmark = pytest.mark.comfyui
 
@@ -24,8 +25,8 @@ WORKFLOW = {"nodes": [{"id": 1, "type": "MotionKitLoadVideo"}], "links": [], "ve
 
 
 @pytest.fixture(scope="module")
-def server(comfy_server):
-    comfy_server.add_model("animatediff_models", MOTION, tcm.cached_file(MOTION, tcm.MOTION_FILES[MOTION]))
+def server(comfy_server):  # writes its videos and folders straight into input/
+    place(comfy_server, {"animatediff_models": {MOTION: cached(MOTION)}})
     mfl.write_video(comfy_server.input_dir / "clip.mp4", frames=18, width=64, height=48, fps=12)
     mfl.write_video(comfy_server.input_dir / "v2v.mp4", frames=8, width=80, height=64, fps=8)
     (comfy_server.input_dir / "broken.mp4").write_text("this is not a video")
@@ -258,14 +259,15 @@ def test_load_video_refuses_files_that_point_at_other_files(server, tmp_path_fac
 def test_vid2vid_ui_workflow_matches_api_workflow(server):
     ui = json.loads((REPO / "example_workflows" / "vid2vid_sd15.json").read_text())
     api = json.loads((REPO / "example_workflows" / "api" / "vid2vid_sd15_api.json").read_text())
-    converted = tcm.ui_to_api(ui, server.object_info())
+    converted = cg.ui_to_api(ui, server.object_info())
     assert converted == {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
 
 
+@pytest.mark.example  # Load Video -> mp4 Save Animation: test_video_and_folder_to_every_format; the graph: the UI test
 def test_vid2vid_example_runs(server):
     api = json.loads((REPO / "example_workflows" / "api" / "vid2vid_sd15_api.json").read_text())
     assert api["3"]["inputs"]["denoise"] == 0.6 and api["9"]["inputs"]["format"] == "mp4"
-    api["4"]["inputs"]["ckpt_name"] = tcm.CKPT
+    api["4"]["inputs"]["ckpt_name"] = cg.CKPT
     api["10"]["inputs"]["model_name"] = MOTION
     api["12"]["inputs"].update(video="v2v.mp4", width=64, height=64)
     api["3"]["inputs"]["steps"] = 2

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import motion_files as mf
-from test_comfy_motion import MOTION_FILES, base_graph, cached_file, latent, with_motion
+from comfy_graphs import base_graph, changed_frames, latent, with_motion
+from model_cache import MOTION_FILES, cached, module_server
 
 pytestmark = pytest.mark.comfyui
 
@@ -23,11 +24,7 @@ FILES = {A: MOTION_FILES[A], B: lambda: mf.lightning_diffusers(seed=0)}
 FRAMES = 4
 
 
-@pytest.fixture(scope="module")
-def server(comfy_server):
-    for name, build in FILES.items():
-        comfy_server.add_model("animatediff_models", name, cached_file(name, build))
-    return comfy_server
+server = module_server({"animatediff_models": {name: cached(name, build) for name, build in FILES.items()}})
 
 
 def with_schedule(graph, text):
@@ -52,10 +49,6 @@ def then_motion(graph, name, start, end):
         "start_percent": start, "end_percent": end, "noise_schedule": "use model's own"}}
     g["3"]["inputs"]["model"] = ["13", 0]
     return g
-
-
-def changed_frames(a, b) -> set[int]:
-    return {int(i) for i in torch.nonzero((a - b).abs().amax(dim=(1, 2, 3)) > 0).flatten()}
 
 
 def test_node_is_registered(server):

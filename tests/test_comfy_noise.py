@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import test_comfy_motion as tcm
+import comfy_graphs as cg
+from model_cache import cached, module_server
 from motionkit.sampling.noise import SHUFFLE, FreeNoise, derived_generator, free_noise
 
 pytestmark = pytest.mark.comfyui
@@ -20,15 +21,12 @@ FRAMES = 8
 STEPS = 1
 
 
-@pytest.fixture(scope="module")
-def server(comfy_server):
-    comfy_server.add_model("animatediff_models", MOTION, tcm.cached_file(MOTION, tcm.MOTION_FILES[MOTION]))
-    return comfy_server
+server = module_server({"animatediff_models": {MOTION: cached(MOTION)}})
 
 
 def custom_graph(noise: dict, seed=7, motion=True, steps=STEPS):
     """SamplerCustomAdvanced with the given NOISE node (id 21) on EmptyLatentImage; the model optionally animated."""
-    g = tcm.base_graph(frames=FRAMES, seed=seed, steps=steps)
+    g = cg.base_graph(frames=FRAMES, seed=seed, steps=steps)
     del g["3"]
     g.update({
         "21": noise,
@@ -39,7 +37,7 @@ def custom_graph(noise: dict, seed=7, motion=True, steps=STEPS):
             "noise": ["21", 0], "guider": ["22", 0], "sampler": ["23", 0], "sigmas": ["24", 0], "latent_image": ["5", 0]}},
     })
     g["9"]["inputs"]["samples"] = ["25", 0]
-    return tcm.with_motion(g, MOTION, sampler_node="22") if motion else g
+    return cg.with_motion(g, MOTION, sampler_node="22") if motion else g
 
 
 def random_noise(seed=7):
@@ -68,8 +66,8 @@ def with_free_init(graph, iterations=2, model_from="11", into=("3",), **options)
 def test_freenoise_layout_reaches_the_sampler(server):
     """Without a motion model SD1.5 samples every frame on its own, so frames with the same noise come out
     the same: the output shows which frame's noise each frame got."""
-    plain = tcm.latent(server, custom_graph(random_noise(), motion=False))
-    shuffled = tcm.latent(server, custom_graph(free_noise_node(length=4, stride=2), motion=False))
+    plain = cg.latent(server, custom_graph(random_noise(), motion=False))
+    shuffled = cg.latent(server, custom_graph(free_noise_node(length=4, stride=2), motion=False))
     assert torch.equal(shuffled[:4], plain[:4]), "the first window is RandomNoise's noise for the seed"
     # which base frame each frame's noise is: the pure function on frame labels, with the node's generator
     labels = torch.arange(FRAMES, dtype=torch.float32).reshape(FRAMES, 1, 1, 1)
@@ -78,15 +76,15 @@ def test_freenoise_layout_reaches_the_sampler(server):
     torch.testing.assert_close(shuffled, plain[src], rtol=0, atol=1e-5)
     assert (shuffled[4:] - plain[4:]).abs().amax() > 0.1, "later frames must not keep RandomNoise's noise"
 
-    repeated = tcm.latent(server, custom_graph(free_noise_node(length=3, mode="repeat_context"), motion=False))
+    repeated = cg.latent(server, custom_graph(free_noise_node(length=3, mode="repeat_context"), motion=False))
     torch.testing.assert_close(repeated, plain[torch.arange(FRAMES) % 3], rtol=0, atol=1e-5)
 
 
 def test_freenoise_with_motion_is_deterministic_and_one_window_is_random_noise(server):
-    plain = tcm.latent(server, custom_graph(random_noise()))
-    a = tcm.latent(server, custom_graph(free_noise_node()))
-    one_window = tcm.latent(server, custom_graph(free_noise_node(length=16, stride=4)))  # also re-executes the sampler
-    a_again = tcm.latent(server, custom_graph(free_noise_node()))
+    plain = cg.latent(server, custom_graph(random_noise()))
+    a = cg.latent(server, custom_graph(free_noise_node()))
+    one_window = cg.latent(server, custom_graph(free_noise_node(length=16, stride=4)))  # also re-executes the sampler
+    a_again = cg.latent(server, custom_graph(free_noise_node()))
     assert torch.equal(one_window, plain), "context_length >= frames must be exactly RandomNoise"
     assert torch.equal(a, a_again), "same seed, same animation"
     changed = (a - plain).abs().amax(dim=(1, 2, 3))
@@ -103,11 +101,11 @@ def test_freenoise_bad_stride_is_a_clear_error(server):
 # FreeInit
 
 def test_freeinit_changes_the_animation_deterministically(server):
-    graph = tcm.with_motion(tcm.base_graph(frames=4, steps=STEPS), MOTION)  # KSampler; 4 frames keep it cheap
-    plain = tcm.latent(server, graph)
-    refined = tcm.latent(server, with_free_init(graph))
-    once = tcm.latent(server, with_free_init(graph, iterations=1))  # also re-executes the sampler
-    refined_again = tcm.latent(server, with_free_init(graph))
+    graph = cg.with_motion(cg.base_graph(frames=4, steps=STEPS), MOTION)  # KSampler; 4 frames keep it cheap
+    plain = cg.latent(server, graph)
+    refined = cg.latent(server, with_free_init(graph))
+    once = cg.latent(server, with_free_init(graph, iterations=1))  # also re-executes the sampler
+    refined_again = cg.latent(server, with_free_init(graph))
     assert torch.equal(once, plain), "one iteration is plain sampling"
     assert torch.equal(refined, refined_again), "same seed, same animation"
     changed = (refined - plain).abs().amax(dim=(1, 2, 3))
@@ -116,7 +114,7 @@ def test_freeinit_changes_the_animation_deterministically(server):
 
 def test_freeinit_keeps_the_areas_a_noise_mask_keeps(server):
     """Inpainting: every pass must keep the masked-off area of the input latent (here the empty latent's 0)."""
-    graph = with_free_init(tcm.with_motion(tcm.base_graph(frames=4, steps=STEPS), MOTION))
+    graph = with_free_init(cg.with_motion(cg.base_graph(frames=4, steps=STEPS), MOTION))
     graph.update({
         "40": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 64}},
         "41": {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": 32, "height": 64}},
@@ -125,7 +123,7 @@ def test_freeinit_keeps_the_areas_a_noise_mask_keeps(server):
         "43": {"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["5", 0], "mask": ["42", 0]}},
     })
     graph["3"]["inputs"]["latent_image"] = ["43", 0]
-    out = tcm.latent(server, graph)
+    out = cg.latent(server, graph)
     # ComfyUI's own masked sampling leaves ~1e-5 there; a pass restarted from the mixed latent leaves ~50
     assert out[..., :3].abs().amax() < 1e-3, "the kept (left) half must stay the input"
     assert out[..., 5:].abs().amin(dim=-1).amax() > 1e-2, "the right half is sampled"
@@ -134,15 +132,20 @@ def test_freeinit_keeps_the_areas_a_noise_mask_keeps(server):
 # ---------------------------------------------------------------------------------------------
 # Example workflow
 
-def test_example_workflow_runs_and_matches_its_ui_version(server):
+def test_example_workflow_matches_its_ui_version(server):
     ui = json.loads((REPO / "example_workflows" / "freenoise_freeinit_sd15.json").read_text())
     api = json.loads((REPO / "example_workflows" / "api" / "freenoise_freeinit_sd15_api.json").read_text())
-    assert tcm.ui_to_api(ui, server.object_info()) == {
+    assert cg.ui_to_api(ui, server.object_info()) == {
         k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
+
+
+@pytest.mark.example  # FreeNoise, FreeInit through SamplerCustomAdvanced: the tests above; windows: test_comfy_context.py
+def test_example_workflow_runs(server):
+    api = json.loads((REPO / "example_workflows" / "api" / "freenoise_freeinit_sd15_api.json").read_text())
     by_type = {v["class_type"]: v for v in api.values()}
     assert by_type["EmptyLatentImage"]["inputs"]["batch_size"] == 32
     assert {"MotionKitFreeNoise", "MotionKitFreeInit", "SamplerCustomAdvanced"} <= set(by_type)
-    by_type["CheckpointLoaderSimple"]["inputs"]["ckpt_name"] = tcm.CKPT
+    by_type["CheckpointLoaderSimple"]["inputs"]["ckpt_name"] = cg.CKPT
     by_type["MotionKitLoadMotionModel"]["inputs"]["model_name"] = MOTION
     by_type["EmptyLatentImage"]["inputs"].update(width=64, height=64)
     by_type["BasicScheduler"]["inputs"]["steps"] = 1

@@ -1,6 +1,6 @@
 """Apply Motion Model's `precision` and Load Motion Model's progress bar in a real ComfyUI server.
 
-The motion model is the fp16 random v2 file of test_comfy_motion.py under a name only this module loads, so
+The motion model is the fp16 random v2 file of test_comfy_motion.py (tests/model_cache.py) under a name only this module loads, so
 its Load Motion Model node really runs here (not answered from ComfyUI's cache). On CPU the UNet runs in fp32:
 auto and fp32 are the same computation, bf16 a slightly different one. (The numbers themselves: test_precision.py.)
 """
@@ -11,7 +11,8 @@ import json
 import pytest
 import torch
 
-import test_comfy_motion as tcm
+import comfy_graphs as cg
+from model_cache import cached, module_server
 
 pytestmark = pytest.mark.comfyui
 
@@ -19,16 +20,12 @@ MOTION = "mm_v2_random_precision.safetensors"
 FRAMES = 4
 
 
-@pytest.fixture(scope="module")
-def server(comfy_server):
-    source = "mm_v2_random.safetensors"
-    comfy_server.add_model("animatediff_models", MOTION, tcm.cached_file(source, tcm.MOTION_FILES[source]))
-    return comfy_server
+server = module_server({"animatediff_models": {MOTION: cached("mm_v2_random.safetensors")}})
 
 
 def graph(precision=None, frames=FRAMES):
     """The motion graph of test_comfy_motion.py; without `precision` it is a workflow saved before the input existed."""
-    g = tcm.with_motion(tcm.base_graph(frames=frames), MOTION)
+    g = cg.with_motion(cg.base_graph(frames=frames), MOTION)
     if precision is not None:
         g["11"]["inputs"]["precision"] = precision
     return g
@@ -53,9 +50,9 @@ def test_precision_input_is_optional_with_auto_default(server):
 def test_bf16_differs_slightly_from_auto_and_fp32_is_auto(server):
     auto, progress = run_watching_progress(server, graph())  # no precision input: auto
     assert [p for p in progress if p[0] == "10"] == [("10", 1, 3), ("10", 2, 3), ("10", 3, 3)], progress
-    plain = tcm.latent(server, tcm.base_graph(frames=FRAMES))
-    fp32 = tcm.latent(server, graph("fp32"))
-    bf16 = tcm.latent(server, graph("bf16"))
+    plain = cg.latent(server, cg.base_graph(frames=FRAMES))
+    fp32 = cg.latent(server, graph("fp32"))
+    bf16 = cg.latent(server, graph("bf16"))
     assert torch.equal(fp32, auto), "the UNet runs in fp32 here: fp32 is auto"
     motion = float((auto - plain).abs().amax())
     diff = float((bf16 - auto).abs().amax())
@@ -67,10 +64,10 @@ def test_bf16_differs_slightly_from_auto_and_fp32_is_auto(server):
 
 
 def test_example_workflow_without_the_input_still_runs(server):
-    api = json.loads((tcm.REPO / "example_workflows" / "api" / "txt2anim_sd15_api.json").read_text())
+    api = json.loads((cg.REPO / "example_workflows" / "api" / "txt2anim_sd15_api.json").read_text())
     apply = next(n for n in api.values() if n["class_type"] == "MotionKitApplyMotionModel")
     del apply["inputs"]["precision"]  # as saved before the input existed
-    api["4"]["inputs"]["ckpt_name"] = tcm.CKPT
+    api["4"]["inputs"]["ckpt_name"] = cg.CKPT
     api["10"]["inputs"]["model_name"] = MOTION
     api["5"]["inputs"].update(width=64, height=64, batch_size=2)
     api["3"]["inputs"]["steps"] = 1

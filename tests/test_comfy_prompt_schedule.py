@@ -9,8 +9,7 @@ import copy
 import pytest
 import torch
 
-from test_comfy_context import add_windows, base, changed_frames
-from test_comfy_motion import latent
+from comfy_graphs import add_windows, base, changed_frames, latent
 
 pytestmark = pytest.mark.comfyui
 PROMPT = "a cat walking"  # base()'s positive prompt

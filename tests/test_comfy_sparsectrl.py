@@ -16,8 +16,8 @@ import torch
 
 from controlnet_file import cached_controlnet
 from sparsectrl_files import cached_file as cached_sparsectrl
-from test_comfy_context import add_motion, add_windows, base, changed_frames
-from test_comfy_motion import CKPT, MOTION_FILES, cached_file, latent, ui_to_api
+from comfy_graphs import CKPT, add_motion, add_windows, base, changed_frames, latent, ui_to_api
+from model_cache import cached, module_server
 
 pytestmark = pytest.mark.comfyui
 
@@ -28,14 +28,12 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "example_workflows"
 COLORS = (0xFF2010, 0x10FF40, 0x2040FF)
 
 
-@pytest.fixture(scope="module")
-def server(comfy_server):
-    comfy_server.add_model("controlnet", RGB, cached_sparsectrl("rgb"))
-    comfy_server.add_model("controlnet", SCRIBBLE, cached_sparsectrl("scribble"))
-    comfy_server.add_model("controlnet", CONTROLNET, cached_controlnet())
-    comfy_server.add_model("animatediff_models", RGB, cached_sparsectrl("rgb"))  # the wrong folder: refused
-    comfy_server.add_model("animatediff_models", RANDOM, cached_file(RANDOM, MOTION_FILES[RANDOM]))
-    return comfy_server
+server = module_server({
+    "controlnet": {RGB: lambda: cached_sparsectrl("rgb"), SCRIBBLE: lambda: cached_sparsectrl("scribble"),
+                   CONTROLNET: cached_controlnet},
+    "animatediff_models": {RGB: lambda: cached_sparsectrl("rgb"),  # the wrong folder: refused
+                           RANDOM: cached(RANDOM)},
+})
 
 
 def add_sparsectrl(g, name=RGB, images=2, indices="0, 15", placement="indices", strength=1.0, vae=True,
@@ -92,6 +90,7 @@ def test_rgb_hints_reach_their_frames(server, plain8):
     assert torch.equal(latent(server, add_sparsectrl(g, indices="0, -1", hint=0.0, nonhint=0.0)), plain8)
 
 
+@pytest.mark.example  # hints through Apply ControlNet: test_rgb_hints_reach_their_frames, test_scribble_hints_follow_their_windows
 @pytest.mark.parametrize("name, placement", [("sparsectrl_rgb_interpolation", ("indices", "0, -1")),
                                              ("sparsectrl_scribble_storyboard", ("uniform", "0, 8, 15"))])
 def test_examples_run(server, name, placement):

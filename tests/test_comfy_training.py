@@ -11,32 +11,33 @@ import pytest
 import torch
 from safetensors import safe_open
 
-import test_comfy_motion as tcm
+import comfy_graphs as cg
+import motion_files as mf
+from model_cache import cached, module_server
 
 pytestmark = pytest.mark.comfyui
 
-MOTION = "mm_v2_random.safetensors"  # fp16 v2 (shared with test_comfy_motion); the UNet runs fp32 on CPU
+MOTION = "mm_v2_random.safetensors"  # fp16 v2 (model_cache.MOTION_FILES' builder); the UNet runs fp32 on CPU
 FRAMES = 2
 IMAGE = "training_still.png"
 
 
-@pytest.fixture(scope="module")
-def server(comfy_server):
-    import motion_files as mf
+def still_png() -> bytes:
     from PIL import Image
 
-    comfy_server.add_model("animatediff_models", MOTION,
-                           tcm.cached_file(MOTION, lambda: mf.v2(seed=1, dtype=torch.float16)))
     rng = np.random.default_rng(0)
     still = Image.fromarray(rng.integers(0, 255, (48, 80, 3), dtype=np.uint8)).resize((160, 96))
     buf = io.BytesIO()
     still.save(buf, format="PNG")
-    comfy_server.add_input(IMAGE, buf.getvalue())
-    return comfy_server
+    return buf.getvalue()
+
+
+server = module_server({"animatediff_models": {MOTION: cached(MOTION, lambda: mf.v2(seed=1, dtype=torch.float16))}},
+                       inputs={IMAGE: still_png})
 
 
 def train_graph(filename, steps=2, seed=0, rank=4, resume=None, overwrite=False, lr=1e-3):
-    g = tcm.with_motion(tcm.base_graph(frames=FRAMES), MOTION)
+    g = cg.with_motion(cg.base_graph(frames=FRAMES), MOTION)
     g.update({
         "20": {"class_type": "LoadImage", "inputs": {"image": IMAGE}},
         "21": {"class_type": "MotionKitMakeCameraMoveClips", "inputs": {
@@ -56,7 +57,7 @@ def train_graph(filename, steps=2, seed=0, rank=4, resume=None, overwrite=False,
 
 
 def load_lora_graph(name):
-    g = tcm.with_motion(tcm.base_graph(frames=FRAMES), MOTION)
+    g = cg.with_motion(cg.base_graph(frames=FRAMES), MOTION)
     g["30"] = {"class_type": "MotionKitLoadMotionLoRA", "inputs": {"lora_name": name, "strength": 1.0}}
     g["11"]["inputs"]["motion_lora"] = ["30", 0]
     return g
@@ -70,7 +71,7 @@ def run_latent(server, graph):
 
 
 def test_train_apply_sample_end_to_end_and_reload_exactly(server):
-    plain = tcm.with_motion(tcm.base_graph(frames=FRAMES), MOTION)
+    plain = cg.with_motion(cg.base_graph(frames=FRAMES), MOTION)
     _, before = run_latent(server, plain)
 
     res, trained = run_latent(server, train_graph("t_zoom", steps=1))
@@ -120,7 +121,7 @@ def test_bad_input_is_refused_clearly_and_comfyui_stays_usable(server):
         for phrase in phrases:
             assert phrase in res.error_message, f"{phrase!r} not in {res.error_message!r}"
         assert str(server.base_dir) not in res.error_message, "a host path reached the prompt's sender"
-    plain = tcm.with_motion(tcm.base_graph(frames=FRAMES), MOTION)
+    plain = cg.with_motion(cg.base_graph(frames=FRAMES), MOTION)
     run_latent(server, plain)
 
 
@@ -131,9 +132,9 @@ def test_example_ui_workflows_match_their_api_twins(server):
     import json
     info = server.object_info()
     for name in EXAMPLES:
-        ui = json.loads((tcm.REPO / "example_workflows" / f"{name}.json").read_text())
-        api = json.loads((tcm.REPO / "example_workflows" / "api" / f"{name}_api.json").read_text())
-        assert tcm.ui_to_api(ui, info) == {k: {"class_type": v["class_type"], "inputs": v["inputs"]}
+        ui = json.loads((cg.REPO / "example_workflows" / f"{name}.json").read_text())
+        api = json.loads((cg.REPO / "example_workflows" / "api" / f"{name}_api.json").read_text())
+        assert cg.ui_to_api(ui, info) == {k: {"class_type": v["class_type"], "inputs": v["inputs"]}
                                            for k, v in api.items()}, name
 
 
@@ -148,8 +149,8 @@ def test_video_folder_example_runs_at_tiny_size(server):
         frames = torch.stack([torch.roll(torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(i)), 4 * f, 1)
                               for f in range(10)])
         write_animation(frames, str(folder / f"clip{i}.mp4"), AnimationSettings(format="mp4", fps=8))
-    g = json.loads((tcm.REPO / "example_workflows" / "api" / "train_motion_lora_video_folder_api.json").read_text())
-    g["4"]["inputs"]["ckpt_name"] = tcm.CKPT
+    g = json.loads((cg.REPO / "example_workflows" / "api" / "train_motion_lora_video_folder_api.json").read_text())
+    g["4"]["inputs"]["ckpt_name"] = cg.CKPT
     g["10"]["inputs"]["model_name"] = MOTION
     g["21"]["inputs"].update(frames=FRAMES, frame_stride=2, width=64, height=64)
     g["23"]["inputs"].update(steps=1, rank=4, training_dtype="fp32", filename="t_folder", clips_per_step=2)

@@ -16,8 +16,8 @@ from PIL import Image
 
 import motion_files
 from omcm_files import cached_omcm_file
-from test_comfy_context import add_motion, add_windows, base, changed_frames
-from test_comfy_motion import MOTION_FILES, cached_file, latent
+from comfy_graphs import CKPT, REPO, add_motion, add_windows, base, changed_frames, latent, ui_to_api
+from model_cache import cached, module_server
 
 pytestmark = pytest.mark.comfyui
 OMCM_NAME = "motionctrl_animatediff_omcm.ckpt"
@@ -29,16 +29,14 @@ PATH_A = {"points": [[8, 8], [56, 20], [30, 56]]}
 PATH_LATE = {"points": [[60, 60], [4, 40]], "start_frame": 9, "end_frame": 11}
 
 
-@pytest.fixture(scope="module")
-def server(comfy_server):
-    comfy_server.add_model("motionctrl", OMCM_NAME, cached_omcm_file())
-    comfy_server.add_model("animatediff_models", MM, cached_file(MM, MOTION_FILES[MM]))
-    comfy_server.add_model("animatediff_motion_lora", LORA, cached_file(LORA, lambda: motion_files.motion_lora(
-        rank=8, seed=11, scale=0.03)))  # the same file test_comfy_lora builds
-    # the OMCM given to the motion-model loader, a motion model given to the OMCM loader
-    comfy_server.add_model("animatediff_models", "omcm_in_wrong_folder.ckpt", cached_omcm_file())
-    comfy_server.add_model("motionctrl", "mm_in_wrong_folder.safetensors", cached_file(MM, MOTION_FILES[MM]))
-    return comfy_server
+server = module_server({
+    "motionctrl": {OMCM_NAME: cached_omcm_file,
+                   "mm_in_wrong_folder.safetensors": cached(MM)},  # a motion model given to the OMCM loader
+    "animatediff_models": {MM: cached(MM),
+                           "omcm_in_wrong_folder.ckpt": cached_omcm_file},  # the OMCM given to the motion-model loader
+    "animatediff_motion_lora": {LORA: cached(LORA, lambda: motion_files.motion_lora(
+        rank=8, seed=11, scale=0.03))},  # the same file test_comfy_lora builds
+})
 
 
 def add_trajectory(g, paths, frames, node="40"):
@@ -171,7 +169,6 @@ EXAMPLES = ("trajectory_omcm_sd15", "trajectory_attention_sd15", "trajectory_vid
 
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_workflow_ui_matches_api(server, name):
-    from test_comfy_motion import REPO, ui_to_api
     ui = json.loads((REPO / "example_workflows" / f"{name}.json").read_text())
     api = json.loads((REPO / "example_workflows" / "api" / f"{name}_api.json").read_text())
     assert ui_to_api(ui, server.object_info()) == {k: {"class_type": v["class_type"], "inputs": v["inputs"]}
@@ -183,7 +180,6 @@ def test_example_workflow_runs_small(server, name):
     """The API example with the test models at 64x64, 2 frames, 1 step: the 512x512x16 trajectory is resampled
     (the video-flow example reads a 2-frame test video in place of the artist's footage)."""
     from motionkit.media.animation import AnimationSettings, write_animation
-    from test_comfy_motion import REPO, CKPT
     g = json.loads((REPO / "example_workflows" / "api" / f"{name}_api.json").read_text())
     server.add_input("trajectory_reference.png", _png())
     if any(node["class_type"] == "MotionKitLoadVideo" for node in g.values()):

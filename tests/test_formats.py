@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 import motion_files as mf
+from motion_files import tiny
 from motionkit.motion.errors import MotionKitError, WrongFileTypeError
 from motionkit.motion.formats import build_motion_model, classify, load_motion_model
 from motionkit.motion.model import PER_FRAME, POOLED
@@ -60,12 +61,6 @@ def random_weights(layout: dict, seed: int, dtype=torch.float16) -> dict:
         else:
             out[k] = t * m.shape[-1] ** -0.5
     return out
-
-
-def tiny(layout: dict) -> dict:
-    """Every tensor as a stride-0 view of one distinct value (torch.save stores one element per tensor)."""
-    return {k: torch.full((1,) * m.dim(), float(i % 2000), dtype=m.dtype).expand(m.shape)
-            for i, (k, m) in enumerate(layout.items())}
 
 
 def write(path: Path, payload) -> str:

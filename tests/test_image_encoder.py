@@ -19,7 +19,7 @@ from motionkit.motion.errors import MotionKitError
 from motionkit.motion.formats import load_motion_model
 from motionkit.motion.image_encoder import ImageEncoder, build_image_encoder, split_image_encoder
 from reference import sinusoidal
-from test_formats import tiny
+from motion_files import tiny
 
 SPEC_TENSORS = 38
 SPEC_PARAMS = 76_827_840  # §4.7
@@ -252,7 +252,7 @@ def comfy_unet_sd15():
     comfy.cli_args.args.cpu = True
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
-    from test_injection import SD15_UNET
+    from unet_helpers import SD15_UNET
     return UNetModel(**SD15_UNET, image_size=32, device="meta", operations=comfy.ops.disable_weight_init)
 
 
@@ -290,7 +290,7 @@ def test_models_without_an_image_encoder_are_refused_with_the_fix():
 def test_sdxl_model_is_refused(comfy_unet_sd15):
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
     import comfy.ops
-    from test_injection import SDXL_UNET
+    from unet_helpers import SDXL_UNET
     from motionkit.motion.errors import IncompatibleModelError
     from motionkit.motion.image_conditioning import find_i2v_applications
 

@@ -55,6 +55,21 @@ def test_tests_and_benches_import_the_pack_as_a_package():
     assert not bad, "import the pack as `motionkit.<package>` (tests/pack_package.py):\n" + "\n".join(bad)
 
 
+
+def test_test_modules_import_no_other_test_module():
+    """Shared test code lives in helper modules (tests/comfy_graphs.py, model_cache.py, unet_helpers.py,
+    browser.py, ...): a test module imported by another one runs its module-level set-up twice and hides
+    which tests it holds."""
+    tests = REPO / "tests"
+    modules = {p.stem for p in tests.glob("test_*.py")}
+    bad = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            bad += [f"tests/{path.name}:{node.lineno}: {n}" for n in names if n.split(".")[0] in modules]
+    assert not bad, "move what other modules need into a helper module:\n" + "\n".join(bad)
+
 # Floors, lowest first: a package imports only packages on floors below its own (shared/ARCHITECTURE.md).
 FLOORS = (
     ("common",),

@@ -6,46 +6,16 @@ from types import SimpleNamespace
 
 import pytest
 
-import comfy_env
 import motion_files as mf
+from unet_helpers import SD15_UNET, SDXL_UNET, comfy, layer_types, snapshot, unet  # noqa: F401 (comfy: fixture)
 
 pytestmark = pytest.mark.comfyui
-
-SD15_UNET = dict(in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2, 2],
-                 channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0], transformer_depth_middle=1,
-                 transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], context_dim=768, num_heads=8,
-                 use_spatial_transformer=True, use_linear_in_transformer=False, legacy=False)
-SDXL_UNET = dict(in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[2, 2, 2], channel_mult=[1, 2, 4],
-                 transformer_depth=[0, 0, 2, 2, 10, 10], transformer_depth_middle=10,
-                 transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10], context_dim=2048, num_head_channels=64,
-                 adm_in_channels=2816, num_classes="sequential", use_spatial_transformer=True,
-                 use_linear_in_transformer=True, legacy=False)
-
-
-@pytest.fixture(scope="module")
-def comfy():
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
-    import comfy.ops
-    from comfy.ldm.modules.attention import SpatialTransformer
-    from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, UNetModel, Upsample
-    return SimpleNamespace(ops=comfy.ops, UNetModel=UNetModel, ResBlock=ResBlock, Upsample=Upsample,
-                           SpatialTransformer=SpatialTransformer)
-
-
-def unet(comfy, config):
-    return comfy.UNetModel(**config, image_size=32, device="meta", operations=comfy.ops.disable_weight_init)
 
 
 def motion(state_dict, name):
     from motionkit.motion.formats import build_motion_model, classify
     info, weights = classify(state_dict, name)
     return build_motion_model(info, weights, name), info
-
-
-def snapshot(model):
-    return {name: (list(m._modules.items())) for name, m in model.named_modules()}
 
 
 def inject(comfy, unet_model, state_dict, name):
@@ -56,10 +26,6 @@ def inject(comfy, unet_model, state_dict, name):
     injection = make_injection(app)
     injection.inject(patcher)
     return injection, patcher
-
-
-def layer_types(block):
-    return [type(layer).__name__ for layer in block]
 
 
 def test_sd15_v2_placement_and_exact_eject(comfy):

@@ -9,7 +9,7 @@ from motionkit.motion.errors import MotionKitError, MotionScaleScheduleError
 from motionkit.motion.injection import FrameContext, FramePooledGroupNorm, MotionLayer, MotionSettings
 from motionkit.motion.keyframes import MotionScaleSchedule, parse_motion_scale
 from motionkit.motion.model import PER_FRAME
-from test_motion_model import frames_input, make_module, module_weights
+from unet_helpers import frames_input, make_module, module_weights
 
 
 def values(text, frames=range(6)):

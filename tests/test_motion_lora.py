@@ -302,10 +302,10 @@ def test_domain_adapter_must_fit_the_model(comfy, unet, fits):
     """ComfyUI's own key map for the UNet (meta device): all 128 adapter layers land on SD1.5 weights of their
     shapes; on SDXL some names exist (640-wide blocks) but the adapter does not fit, which must be refused."""
     import comfy.lora
-    import test_injection
+    import unet_helpers
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
     from motionkit.motion.lora import check_adapter_fits
-    config = getattr(test_injection, unet)
+    config = getattr(unet_helpers, unet)
     model = UNetModel(**config, image_size=32, device="meta", operations=comfy.ops.disable_weight_init)
     sd = {f"diffusion_model.{k}": v for k, v in model.state_dict().items()}
     key_map = comfy.lora.model_lora_keys_unet(SimpleNamespace(state_dict=lambda: sd, model_config=SimpleNamespace(unet_config=config)), {})

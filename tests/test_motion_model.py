@@ -2,29 +2,9 @@
 import pytest
 import torch
 
-from motionkit.motion.model import POOLED, PER_FRAME, MotionModule, sinusoidal_table
-import motion_files as mf
+from motionkit.motion.model import POOLED, PER_FRAME, sinusoidal_table
 from reference import reference_module, sinusoidal
-
-
-def module_weights(channels=320, seed=0, attention_blocks=2):
-    sd = mf.original_state_dict(levels=(channels,), mid=False, pe_length=32, seed=seed, attention_blocks=attention_blocks)
-    prefix = "down_blocks.0.motion_modules.0.temporal_transformer."
-    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and not k.endswith("pe")}
-
-
-def make_module(sd, channels=320, attention_blocks=2):
-    m = MotionModule(channels, attention_blocks)
-    m.temporal_transformer.load_state_dict(sd, strict=True)
-    return m.eval()
-
-
-def frames_input(batch=2, frames=8, channels=320, size=4, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch * frames, channels, size, size, generator=g)
-    # frames of different brightness/contrast: the case where pooled and per-frame norms disagree most
-    scale = torch.linspace(0.5, 2.0, frames).repeat(batch)[:, None, None, None]
-    return x * scale + scale
+from unet_helpers import frames_input, make_module, module_weights
 
 
 def test_sinusoidal_table_matches_spec():

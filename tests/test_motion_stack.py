@@ -4,7 +4,7 @@ restores the UNet exactly, also when both pool the UNet's norms (v1). ComfyUI's 
 import pytest
 
 import motion_files as mf
-from test_injection import SD15_UNET, comfy, layer_types, snapshot, unet  # noqa: F401 (comfy: fixture)
+from unet_helpers import SD15_UNET, comfy, layer_types, snapshot, unet  # noqa: F401 (comfy: fixture)
 
 pytestmark = pytest.mark.comfyui
 

@@ -3,11 +3,9 @@ gets Load / Apply Motion Model first (frontend 1.27's search box, and the defaul
 browser fixture this reuses); skipped, with the reason, without Chromium or playwright."""
 from __future__ import annotations
 
-import pytest
+from browser import MARKS, diagnostics, page, screenshot  # noqa: F401 (page: the fixture)
 
-from test_preview_browser import _missing, diagnostics, page, screenshot  # noqa: F401 (page: the fixture)
-
-pytestmark = [pytest.mark.comfyui, pytest.mark.skipif(bool(_missing()), reason=_missing() or "-")]
+pytestmark = MARKS
 
 
 def search(page, query: str, shown: int = 8) -> list[str]:

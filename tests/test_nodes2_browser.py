@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from test_preview_browser import (APP, diagnostics, frames_seen, load, page, pytestmark,  # noqa: F401
-                                  queue_and_wait, set_core_nodes, tiny_ui_workflow)
-from test_trajectory_browser import SIZE, flat, make_graph, paths_value
+from browser import (APP, MARKS, SIZE, diagnostics, flat, frames_seen, load, make_graph, page,  # noqa: F401
+                     paths_value, queue_and_wait, set_core_nodes, tiny_ui_workflow)
+
+pytestmark = MARKS
 
 VUE_NODES = "Comfy.VueNodes.Enabled"
 

@@ -21,7 +21,7 @@ from motionkit.motion.formats import LOAD_STAGES, build_motion_model, classify, 
 from motionkit.motion.lora import classify_motion_lora
 from motionkit.motion.model import PER_FRAME, POOLED, MotionArchitecture, MotionModel
 from motionkit.motion.precision import CHOICES, precision_dtype, weights_in
-from test_motion_model import frames_input, make_module, module_weights
+from unet_helpers import frames_input, make_module, module_weights
 
 SMALL = (32, 64, 64, 64)  # an SD1.5-layout motion model with narrow levels: every key, little memory
 
@@ -192,7 +192,7 @@ class FakeBase(torch.nn.Module):
 
 @pytest.mark.comfyui
 def test_two_apply_nodes_with_one_precision_share_one_copy(comfy):
-    from test_injection import SD15_UNET
+    from unet_helpers import SD15_UNET
     from motionkit.motion.injection import MotionSettings, applications, apply_motion_model
     unet = comfy.UNetModel(**SD15_UNET, image_size=32, device="meta", operations=comfy.ops.disable_weight_init)
     patcher = comfy.ModelPatcher(FakeBase(unet), CPU, CPU)
@@ -254,7 +254,7 @@ def test_motion_lora_on_a_shared_copy_does_not_leak(comfy):
 @pytest.mark.comfyui
 @pytest.mark.parametrize("bf16_instructions", [False, True])
 def test_bf16_on_a_cpu_without_bf16_instructions_warns(comfy, monkeypatch, caplog, bf16_instructions):
-    from test_injection import SD15_UNET
+    from unet_helpers import SD15_UNET
     from motionkit.motion.injection import MotionSettings, apply_motion_model
     from motionkit.motion.precision import cpu_bf16_instructions
     for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):

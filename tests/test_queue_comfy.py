@@ -3,36 +3,21 @@ reported (followed over the /ws websocket, and by polling), failures name the no
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import torch
 
-import motion_files as mf
+from comfy_graphs import CKPT
+from model_cache import cached, module_server
 
 pytestmark = pytest.mark.comfyui
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "motionkit_queue.py"
-CKPT = "sd15_random.safetensors"
 MOTION = "mm_v2_random.safetensors"
-
-
-def cached_motion_file() -> Path:
-    """The random v2 motion model (same name, seed and cache as tests/test_comfy_motion.py)."""
-    d = Path(os.environ.get("MOTIONKIT_TEST_CACHE", Path.home() / ".cache" / "motionkit" / "test_models"))
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / MOTION
-    if not path.exists():
-        from safetensors.torch import save_file
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        save_file(mf.v2(seed=1, dtype=torch.float16), str(tmp))
-        os.replace(tmp, path)
-    return path
 
 
 def tiny_example_workflow(prefix: str) -> dict:
@@ -46,10 +31,7 @@ def tiny_example_workflow(prefix: str) -> dict:
     return api
 
 
-@pytest.fixture(scope="module")
-def server(comfy_server):
-    comfy_server.add_model("animatediff_models", MOTION, cached_motion_file())
-    return comfy_server
+server = module_server({"animatediff_models": {MOTION: cached(MOTION)}})
 
 
 def queue_cli(server, workflow: dict, tmp_path: Path, *args, timeout=300):

@@ -22,16 +22,9 @@ from motionkit.control.sparsectrl.errors import SparseCtrlError
 from motionkit.control.sparsectrl.files import build, load_file, load_state_dict
 from motionkit.control.sparsectrl.model import RGB, SCRIBBLE, SparseCtrlConfig, SparseCtrlEncoder
 from motionkit.motion.errors import WrongFileTypeError
-from sparsectrl_files import layout, published_dict, random_state_dict, write_file
+from sparsectrl_files import SMALL, layout, published_dict, random_state_dict, small_config, write_file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "orig_keys_sparsectrl.json"
-SMALL = dict(channels=(32, 64, 64, 64), context_dim=48, widths=(16, 32, 32, 32))
-
-
-def small_config(variant):
-    return SparseCtrlConfig(variant, SMALL["channels"], SMALL["context_dim"], SMALL["widths"])
-
-
 @pytest.mark.skipif(not SHARED.exists(), reason="original-code inventory ../shared/orig_keys_sparsectrl.json not present")
 @pytest.mark.parametrize("variant,name", [(RGB, "sparsectrl_rgb (latent_condition)"),
                                           (SCRIBBLE, "sparsectrl_scribble (image_condition)")])

@@ -159,7 +159,7 @@ def test_residuals_in_a_window_without_hint_with_the_real_encoder(comfy):
     keyframe, 'no control' adds no residual; 'zero condition' adds residuals of the same order as a window with one."""
     from motionkit.control.sparsectrl.files import build
     from sparsectrl_files import random_state_dict
-    from test_sparsectrl import SMALL, small_config
+    from sparsectrl_files import SMALL, small_config
 
     encoder = build(small_config(SCRIBBLE), random_state_dict(SCRIBBLE, seed=1, **SMALL))
     hints = torch.stack([torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(2)])

@@ -20,7 +20,9 @@ import json
 import pytest
 
 import example_layout as el
-from test_preview_browser import APP, diagnostics, page, pytestmark  # noqa: F401  (fixture and skip marks)
+from browser import APP, MARKS, diagnostics, page  # noqa: F401  (page: the fixture)
+
+pytestmark = MARKS
 
 TEMPLATES = el.ui_workflows()
 IDS = [p.stem for p in TEMPLATES]

@@ -154,11 +154,11 @@ def sdxl_model(unet_config, seed=0, dtype=torch.float32):
 def loaded_motion_model(name):
     """What Load Motion Model outputs for a random-weight file in the real format (the shared test-model cache):
     the motion model on comfy.ops layers, weights as in the file."""
-    import test_comfy_motion as tcm
+    import model_cache
     from motionkit.motion.formats import load_motion_model
     from motionkit.motion.injection import comfy_layers
     ops, attention = comfy_layers()
-    path = tcm.cached_file(name, tcm.MOTION_FILES[name])
+    path = model_cache.cached_file(name, model_cache.MOTION_FILES[name])
     with torch.inference_mode():  # as the node runs
         model, info = load_motion_model(str(path), name, operations=ops, attention=attention)
     return SimpleNamespace(model=model, info=info, name=name)

@@ -1,7 +1,7 @@
 """The trajectory editor (web/motionkit_trajectory.js) in a real browser: headless Chromium on the real ComfyUI
 frontend. Draw a path with the mouse (click to add points, drag one, right-click to delete one), check the saved
 workflow JSON holds it, queue, and check the run used it (the prompt's input and the preview image). Same
-set-up and skip rules as tests/test_preview_browser.py, whose fixture it reuses."""
+set-up and skip rules as tests/test_preview_browser.py (tests/browser.py)."""
 from __future__ import annotations
 
 import json
@@ -11,41 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_preview_browser import APP, diagnostics, page, pytestmark  # noqa: F401  (fixture and skip marks)
+from browser import APP, MARKS, SIZE, diagnostics, flat, make_graph, page, paths_value  # noqa: F401  (page: fixture)
 
-SIZE = 128
-
-
-def make_graph(page):
-    return page.evaluate(f"""async () => {{
-        const a = {APP};
-        a.graph.clear();
-        const t = LiteGraph.createNode("MotionKitTrajectory");
-        a.graph.add(t);
-        t.pos = [100, 100];
-        t.size = [420, 560];
-        for (const [k, v] of [["width", {SIZE}], ["height", {SIZE}], ["frames", 4]]) {{
-            const w = t.widgets.find(w => w.name === k); w.value = v; w.callback?.(v);
-        }}
-        const s = LiteGraph.createNode("SaveImage");
-        a.graph.add(s);
-        s.pos = [600, 100];
-        s.widgets.find(w => w.name === "filename_prefix").value = "ptest/trajectory";
-        t.connect(1, s, 0);
-        a.canvas.ds.scale = 1; a.canvas.ds.offset = [0, 0];
-        a.canvas.setDirty(true, true);
-        return [t.id, s.id];
-    }}""")
-
-
-def flat(points):
-    return [c for p in points for c in p]
-
-
-def paths_value(page, node_id):
-    return json.loads(page.evaluate(f"(id) => {APP}.graph.getNodeById(id).widgets.find(w => w.name === 'paths').value",
-                                    node_id))
-
+pytestmark = MARKS
 
 def test_draw_a_path_save_it_and_the_run_uses_it(page):
     node, save = make_graph(page)

@@ -9,7 +9,9 @@ import json
 
 import pytest
 
-from test_preview_browser import APP, diagnostics, page, pytestmark, screenshot  # noqa: F401  (fixture, skip marks)
+from browser import APP, MARKS, diagnostics, page, screenshot  # noqa: F401  (page: the fixture)
+
+pytestmark = MARKS
 from motionkit.trajectory.encoding import ARC_LENGTH, PER_POINT, path_positions
 
 

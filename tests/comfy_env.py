@@ -137,3 +137,11 @@ def comfyui_on_syspath(root: os.PathLike | str | None = None) -> Path:
         sys.path.remove(s)
     sys.path.insert(0, s)
     return root
+
+
+def comfy_on_cpu() -> Path:
+    """ComfyUI importable in this process, its device probing set to the CPU (before comfy.model_management loads)."""
+    root = comfyui_on_syspath()
+    import comfy.cli_args
+    comfy.cli_args.args.cpu = True
+    return root

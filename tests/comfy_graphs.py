@@ -20,16 +20,16 @@ FRAMES = 8
 LONG = 40  # base()'s default: longer than any motion model's 32 frames, so context windows matter
 
 
-def base_graph(frames=FRAMES, seed=7, steps=1):
+def base_graph(frames=FRAMES, seed=7, steps=1, cfg=7.0, prefix="t/plain"):
     return {
         "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat walking", "clip": ["4", 1]}},
         "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
         "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": frames}},
         "3": {"class_type": "KSampler", "inputs": {
-            "seed": seed, "steps": steps, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+            "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
             "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
-        "9": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "t/plain"}},
+        "9": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": prefix}},
     }
 
 
@@ -76,16 +76,7 @@ def write_latent(server, name: str, tensor: torch.Tensor):
 
 
 def base(frames=LONG, steps=1, cfg=1.0, seed=11):
-    return {
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat walking", "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
-        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": frames}},
-        "3": {"class_type": "KSampler", "inputs": {
-            "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
-            "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
-        "9": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "t/ctx"}},
-    }
+    return base_graph(frames=frames, seed=seed, steps=steps, cfg=cfg, prefix="t/ctx")
 
 
 def add_motion(g, name):

@@ -77,3 +77,14 @@ def comfy_server(comfyui_root, sd15_checkpoint):
                   f"(log: {server.log_path})", file=sys.stderr)
         else:
             server.close()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: more threads only wait on each other (on a busy 2-core test machine, for seconds per test).
+    A module asks for it with pytestmark's usefixtures("one_thread")."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -97,9 +97,7 @@ def test_input_block_patch_adds_the_windows_frames_after_the_first_conv():
 @pytest.fixture(scope="module")
 def comfy_attention():
     import comfy_env
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     import comfy.ops
     from comfy.ldm.modules.attention import BasicTransformerBlock
     return SimpleNamespace(ops=comfy.ops, Block=BasicTransformerBlock)

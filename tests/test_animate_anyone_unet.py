@@ -18,9 +18,7 @@ FRAMES = 8
 
 @pytest.fixture(scope="module")
 def aa():
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     import comfy.sd
     from safetensors import safe_open
 

@@ -147,9 +147,7 @@ def test_frames_without_an_active_path_get_no_bias():
 def comfy():
     if comfy_env.COMFYUI_ROOT is None:
         pytest.skip(comfy_env.SKIP_REASON)
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     import comfy.ops
     return comfy
 

@@ -24,24 +24,15 @@ from omcm_files import cached_omcm_file
 from sparsectrl_files import random_state_dict
 from sparsectrl_files import SMALL, small_config
 
-pytestmark = pytest.mark.comfyui
+pytestmark = [pytest.mark.comfyui, pytest.mark.usefixtures("one_thread")]
 
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def comfy():
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     import comfy.model_management
     import comfy.model_patcher
     import comfy.ops

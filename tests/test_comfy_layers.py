@@ -26,27 +26,17 @@ from motionkit.motion.model import PER_FRAME, POOLED, MotionArchitecture, Motion
 from reference import reference_module
 from unet_helpers import frames_input, module_weights
 
-pytestmark = pytest.mark.comfyui
+pytestmark = [pytest.mark.comfyui, pytest.mark.usefixtures("one_thread")]
 
 SMALL = (32, 64, 64, 64)  # an SD1.5-layout motion model with narrow levels: every key, little memory
 CPU = torch.device("cpu")
 UNET = SimpleNamespace(load_device=CPU, offload_device=CPU)  # what motion_patcher reads of the UNet's patcher
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: more threads only wait on each other (on a busy 2-core test machine, for seconds per test)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def comfy():
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     import comfy.ldm.modules.attention
     import comfy.model_management
     import comfy.model_patcher

@@ -18,9 +18,7 @@ FRAMES = 40
 
 @pytest.fixture(scope="module")
 def comfy():
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     import comfy.context_windows
     import comfy.k_diffusion.sampling
     from motionkit.sampling import context, context_handler

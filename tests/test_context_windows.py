@@ -77,9 +77,7 @@ def test_settings_that_cannot_work_are_refused_with_the_fix():
 
 @pytest.fixture(scope="module")
 def comfy():
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     import comfy.conds
     import comfy.context_windows
     import comfy.controlnet

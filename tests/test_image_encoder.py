@@ -247,9 +247,7 @@ def test_second_down_modules_sit_after_resnet_and_attention(comfy_unet_sd15):
 @pytest.fixture
 def comfy_unet_sd15():
     import comfy_env
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
     from unet_helpers import SD15_UNET

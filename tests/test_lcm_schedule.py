@@ -28,9 +28,7 @@ def lcm_grid(beta_end: float, steps: int):
 
 @pytest.fixture(scope="module")
 def schedules():
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     from motionkit.sampling import schedules
     return schedules
 

@@ -158,9 +158,7 @@ def test_motion_lora_that_does_not_fit_the_motion_model_is_refused():
 
 @pytest.fixture(scope="module")
 def comfy():
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     import comfy.model_management
     import comfy.model_patcher  # noqa: F401
     import comfy.ops  # noqa: F401

@@ -162,9 +162,7 @@ def test_load_motion_model_reports_each_stage(tmp_path):
 
 @pytest.fixture(scope="module")
 def comfy():
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     import comfy.model_management
     import comfy.model_patcher
     import comfy.ops

@@ -17,9 +17,7 @@ pytestmark = pytest.mark.comfyui  # in-process ComfyUI
 
 @pytest.fixture(scope="module")
 def comfy():
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     import comfy.controlnet  # noqa: F401
     from motionkit.control.sparsectrl.apply import control_class
     from motionkit.sampling import context_handler

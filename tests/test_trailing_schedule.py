@@ -14,9 +14,7 @@ pytestmark = pytest.mark.comfyui
 
 @pytest.fixture(scope="module")
 def sampling():
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     from motionkit.animate_anyone.schedule import make_model_sampling
     return make_model_sampling()
 

@@ -16,16 +16,9 @@ from motionkit.training.loop import TrainSettings, evaluate, train
 from motionkit.training.objective import draw_sigmas, prediction_loss
 from training_helpers import EpsSampling, TinyUNet, denoiser, moving_clip, tiny_motion_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matrices run fastest on one thread
+
 FRAMES = 8
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is many times faster than two contending ones on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Setup:

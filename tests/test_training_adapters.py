@@ -19,9 +19,7 @@ FRAMES = 4
 
 @pytest.fixture(scope="module")
 def comfy():
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     import comfy.model_patcher
     import comfy.weight_adapter.lora
     from motionkit.training import comfy_train
@@ -213,6 +211,17 @@ def unet_inputs(model):
     return records, model.model.diffusion_model.register_forward_pre_hook(hook, with_kwargs=True)
 
 
+
+def train_recording(comfy, model, motion, latents, caption, request):
+    """Trains one clip as the node does and returns what the UNet was called with (unet_inputs' records)."""
+    records, handle = unet_inputs(model)
+    try:
+        with torch.inference_mode():
+            comfy.train.run(model, motion, [latents], [caption], request)
+    finally:
+        handle.remove()
+    return records
+
 def test_training_noises_the_models_latents_not_the_raw_vae_latents(comfy):
     """The x0 that training noises is model.process_latent_in(VAE latents) (×0.13025 for SDXL), as the samplers and
     core's Train LoRA feed the model, and AnimateDiff's train.py (latents * 0.18215): the UNet's input equals the
@@ -227,13 +236,7 @@ def test_training_noises_the_models_latents_not_the_raw_vae_latents(comfy):
     caption = [[torch.randn(1, 77, 2048, generator=g), {"pooled_output": torch.randn(1, 1280, generator=g)}]]
     request = comfy.train.TrainRequest(rank=4, settings=TrainSettings(steps=1, learning_rate=1e-3, seed=6),
                                        gradient_checkpointing=False, save_path=None, frames_per_clip=FRAMES)
-    records, handle = unet_inputs(model)
-    try:
-        with torch.inference_mode():
-            comfy.train.run(model, motion, [latents], [caption], request)
-    finally:
-        handle.remove()
-    xc, sigma, _ = records[0]
+    xc, sigma, _ = train_recording(comfy, model, motion, latents, caption, request)[0]
 
     sampling = model.get_model_object("model_sampling")  # ε-prediction: x_t = x0 + σ·ε, input x_t / √(σ² + 1)
     expected = model.model.process_latent_in(latents)
@@ -270,13 +273,7 @@ def test_caption_dropout_trains_dropped_clips_on_the_empty_caption(comfy, caplog
                                                                           caption_dropout=0.5),
                                            gradient_checkpointing=False, save_path=None, frames_per_clip=FRAMES,
                                            empty_caption=empty_caption)
-        records, handle = unet_inputs(model)
-        try:
-            with torch.inference_mode():
-                comfy.train.run(model, motion, [latents], [caption], request)
-        finally:
-            handle.remove()
-        return [r[2] for r in records]
+        return [r[2] for r in train_recording(comfy, model, motion, latents, caption, request)]
 
     seen = contexts(empty)
     assert len(seen) == 2

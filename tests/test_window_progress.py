@@ -23,9 +23,7 @@ SIGMAS = torch.tensor([14.6, 6.0, 2.5, 0.8, 0.0])  # STEPS steps
 
 @pytest.fixture(scope="module")
 def comfy():
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     import comfy.k_diffusion.sampling
     import comfy.utils
     import latent_preview

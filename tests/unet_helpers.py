@@ -25,9 +25,7 @@ SDXL_UNET = dict(in_channels=4, out_channels=4, model_channels=320, num_res_bloc
 
 @pytest.fixture(scope="module")
 def comfy():
-    comfy_env.comfyui_on_syspath()
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    comfy_env.comfy_on_cpu()
     import comfy.ops
     from comfy.ldm.modules.attention import SpatialTransformer
     from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, UNetModel, Upsample

@@ -189,3 +189,55 @@ def test_refuses_an_image_vae(tmp_path):
         read_vae(str(tmp_path / "sd"))
     with pytest.raises(CogVideoXVAEError, match="does not exist"):
         read_vae(str(tmp_path / "nothing.safetensors"))
+
+
+@torch.no_grad()
+def test_memory_count_equals_the_allocator_and_scales_with_area():
+    """vae_memory's count (live tensor storages) against torch's CPU allocator as the profiler records it, at a
+    tiny size; on the meta device the same count; and it grows with height × width exactly (4× for 2× each)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from motionkit.cogvideox.vae_memory import decode_peak_bytes, measure
+
+    config = VAEConfig(**TINY)
+    model = CogVideoXVAE(config).eval()
+    z = torch.randn(1, 16, 5, 4, 6)
+    counted = measure(model, model.decode, z)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        model.decode(z)
+    now = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        now += event.self_cpu_memory_usage
+        peak = max(peak, now)
+    assert counted == peak
+    assert decode_peak_bytes(5, 4, 6, torch.float32, config) == counted
+    assert decode_peak_bytes(5, 8, 12, torch.float32, config) == 4 * counted
+
+
+@pytest.mark.comfyui
+@torch.no_grad()
+def test_comfy_wrapper(pair, video):
+    """On comfy.ops layers in a ModelPatcher (ComfyUI on the CPU): the same numbers, IMAGE in and out."""
+    import comfy_env
+    comfy_env.comfy_on_cpu()
+    import comfy.ops
+
+    from motionkit.cogvideox.comfy_vae import ComfyCogVideoXVAE
+
+    _, ours = pair
+    with torch.device("meta"):
+        model = CogVideoXVAE(VAEConfig(**TINY), operations=comfy.ops.disable_weight_init)
+    model.load_state_dict(ours.state_dict(), assign=True)
+    vae = ComfyCogVideoXVAE(model, device=torch.device("cpu"), dtype=torch.float32)
+
+    z = torch.randn(1, 16, 3, 4, 6, generator=torch.Generator().manual_seed(9))
+    image = vae.decode(z)
+    assert image.shape == (9, 32, 48, 3) and 0 <= image.min() and image.max() <= 1
+    expected = ((ours.decode(z) + 1) / 2).clamp(0, 1)[0].permute(1, 2, 3, 0)
+    assert rel(image, expected) <= 1e-5
+
+    frames = (video[0].permute(1, 2, 3, 0) + 1) / 2  # IMAGE: t h w c in 0..1
+    mean, logvar = ours.encode(video)
+    assert rel(vae.encode(frames), mean) <= 1e-5
+    sampled = vae.encode(frames, torch.Generator().manual_seed(2))
+    assert rel(sampled, ours.sample(mean, logvar, torch.Generator().manual_seed(2))) <= 1e-5

@@ -203,7 +203,10 @@ class Downsample3D(nn.Module):
 
         def frame(i: int) -> torch.Tensor:
             start, stop = spans[i]
-            pixels = x[:, :, start] if stop - start == 1 else reduce(x[:, :, start:stop], "b c t h w -> b c h w", "mean")
+            if stop - start == 1:
+                pixels = x[:, :, start]
+            else:
+                pixels = reduce(x[:, :, start:stop], "b c t h w -> b c h w", "mean")
             return F.pad(pixels, (0, 1, 0, 1))
         return per_frame(self.conv, list(range(len(spans))), frame)
 

@@ -1,4 +1,4 @@
-"""Errors an artist can act on about the CogVideoX VAE (house style of common/errors.py: name the file and the fix)."""
+"""Errors an artist can act on about the CogVideoX VAE (common/errors.py's house style: name the file and the fix)."""
 from ..common.errors import MotionKitError, WrongFileTypeError
 
 

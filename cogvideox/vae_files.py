@@ -85,7 +85,8 @@ def config_from_json(path: str) -> VAEConfig:
         raise CogVideoXVAEError(f"Could not read '{path}': {e}. Download the VAE's config.json again.") from e
     kind = raw.get("_class_name", CLASS_NAME) if isinstance(raw, dict) else type(raw).__name__
     if kind != CLASS_NAME:
-        raise NotCogVideoXVAEError(f"'{path}' is the config of {kind}, not of the CogVideoX VAE ({CLASS_NAME}); {SOURCE}.")
+        raise NotCogVideoXVAEError(f"'{path}' is the config of {kind}, not of the CogVideoX VAE ({CLASS_NAME}); "
+                                   f"{SOURCE}.")
     unsupported = {k: raw[k] for k in ("use_quant_conv", "use_post_quant_conv") if raw.get(k)}
     if raw.get("act_fn", "silu") != "silu":
         unsupported["act_fn"] = raw["act_fn"]

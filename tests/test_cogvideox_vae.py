@@ -144,7 +144,8 @@ def test_full_size_inventory_equals_diffusers():
 def write_folder(folder, model, config: dict) -> None:
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKLCogVideoX", **config}))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "diffusion_pytorch_model.safetensors"))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(folder / "diffusion_pytorch_model.safetensors"))
 
 
 @torch.no_grad()

@@ -33,7 +33,7 @@ class DynamicCFG:
         sigmas = args["model_options"].get("transformer_options", {}).get("sample_sigmas")
         if sigmas is None:
             raise ValueError("dynamic CFG needs num_inference_steps: ComfyUI did not pass sample_sigmas")
-        return len(sigmas) - 1 if float(sigmas[-1]) == 0 else len(sigmas)
+        return len(sigmas) - 1
 
     def scale(self, args: dict) -> float:
         timestep = int(args["model"].model_sampling.timestep(args["sigma"]).flatten()[0])

@@ -122,7 +122,7 @@ def sample_cogvideox_dpm(model, x, sigmas, extra_args=None, callback=None, disab
     """
     extra_args, sched, s_in = _setup(x, sigmas, extra_args, steps, snr_shift_scale)
     if seed is None:
-        seed = extra_args.get("seed", 0)
+        seed = extra_args.get("seed") or 0
     if draws_before is None:
         draws_before = (pipeline_shape(x.shape, layout),)
     generator = pipeline_generator(seed, draws_before, noise_dtype)

@@ -65,21 +65,23 @@ def to_video(points, width: int, height: int) -> np.ndarray:
     return np.array([[int(width * x / CANVAS), int(height * y / CANVAS)] for x, y in points], dtype=np.float64)
 
 
-def frame_points(paths, frames: int, width: int, height: int) -> list[np.ndarray]:
-    """Per path its [frames, 2] pixel positions, Tora's way. `paths`: trajectory.encoding Paths or point lists, in
-    pixels of width x height (the video's size: Tora maps its 256 canvas onto the video)."""
+def frame_points(paths, frames: int, width: int, height: int, canvas: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """Per path its [frames, 2] pixel positions in the width x height video, Tora's way. `paths`: trajectory.encoding
+    Paths or point lists, in pixels of `canvas` (width, height; default the video's size), which Tora's app maps
+    to its 256 canvas, and its inference from there onto the video."""
+    cw, ch = canvas or (width, height)
     paths = [p if isinstance(p, Path) else Path([tuple(q) for q in p]) for p in paths]
-    for i, (p, first, last) in enumerate(check_paths(paths, frames, width, height)):
+    for i, (p, first, last) in enumerate(check_paths(paths, frames, cw, ch)):
         if (first, last) != (0, frames - 1):
             raise ToraError(f"Path {i + 1} runs over frames {first}-{last}; Tora spreads every path over the whole "
                             f"clip (frames 0-{frames - 1}). Set its start_frame to 0 and end_frame to -1.")
-    return [to_video(process_points(read_points(to_canvas(p.points, width, height), frames), frames), width, height)
+    return [to_video(process_points(read_points(to_canvas(p.points, cw, ch), frames), frames), width, height)
             for p in paths]
 
 
-def tora_flow(paths, frames: int, width: int, height: int) -> torch.Tensor:
+def tora_flow(paths, frames: int, width: int, height: int, canvas: tuple[int, int] | None = None) -> torch.Tensor:
     """[frames, height, width, 2] float32: Tora's blurred sparse flow (traj_utils.process_traj)."""
-    flow = sparse_flow(frame_points(paths, frames, width, height), frames, width, height)
+    flow = sparse_flow(frame_points(paths, frames, width, height, canvas), frames, width, height)
     return torch.from_numpy(blur(flow)).float()
 
 

@@ -299,6 +299,7 @@ def test_flow_to_image_equals_torchvision():
     torch.manual_seed(0)
     flow = torch.randn(4, 2, 24, 32) * torch.tensor([0.0, 1.0, 3.0, 0.2])[:, None, None, None]  # frame 0 still
     assert torch.equal(tf.flow_to_image(flow), tv.flow_to_image(flow))
+    assert torch.equal(tf.flow_to_image(flow * 1e-6), tv.flow_to_image(flow * 1e-6))  # where its epsilon shows
     directions = torch.stack(torch.meshgrid(torch.linspace(-1, 1, 41), torch.linspace(-1, 1, 41), indexing="xy"))[None]
     assert torch.equal(tf.flow_to_image(directions), tv.flow_to_image(directions))  # every part of the wheel
     assert torch.equal(tf._colorwheel(), tv._make_colorwheel())

@@ -76,6 +76,7 @@ FLOORS = (
     ("motion", "sampling"),
     ("media", "trajectory", "queue_tool"),
     ("control", "training", "animate_anyone", "cogvideox"),
+    ("tora",),
     ("nodes",),
 )
 

@@ -14,7 +14,7 @@ from motionkit.cogvideox import files
 from motionkit.cogvideox.errors import CogVideoXFileError, WrongCogVideoXModelError
 from motionkit.cogvideox.model import CogVideoXConfig, CogVideoXTransformer
 
-diffusers = pytest.importorskip("diffusers")
+diffusers = pytest.importorskip("diffusers", reason="the oracle is diffusers 0.42.1 (tests/requirements.txt)")
 from diffusers import CogVideoXTransformer3DModel  # noqa: E402
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import CogVideoXPipeline  # noqa: E402
 
@@ -268,3 +268,32 @@ def test_comfy_apply_model_is_v_prediction_of_ours(comfy_model, tiny, tmp_path):
     assert relative(got, want) <= 1e-5
     cond = model.extra_conds(cross_attn=context, noise=x, device="cpu")
     assert torch.equal(cond["c_crossattn"].cond, context)
+
+
+@pytest.mark.comfyui
+def test_comfy_bf16_weights_run_with_manual_cast(comfy_model, tiny, tmp_path):
+    from safetensors.torch import save_file
+    save_file(tiny.oracle.state_dict(), str(tmp_path / "tiny.safetensors"))
+    out = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model = comfy_model.load_cogvideox(str(tmp_path / "tiny.safetensors"), dtype=dtype).model
+        assert next(model.diffusion_model.parameters()).dtype == dtype
+        with torch.no_grad():
+            out[dtype] = model.apply_model(tiny.inputs.x, model.model_sampling.sigmas[[500, 500]],
+                                           c_crossattn=tiny.inputs.context)
+    assert 0 < relative(out[torch.bfloat16], out[torch.float32]) < 2e-2
+
+
+@pytest.mark.comfyui
+def test_patch_set_through_model_patcher_reaches_every_block(comfy_model, tiny, tmp_path):
+    """ModelPatcher.set_model_patch(fn, "cogvideox_video_tokens") is how an adapter (Tora's fuser) hooks in."""
+    from safetensors.torch import save_file
+    save_file(tiny.oracle.state_dict(), str(tmp_path / "tiny.safetensors"))
+    patcher = comfy_model.load_cogvideox(str(tmp_path / "tiny.safetensors"), dtype=torch.float32)
+    seen = []
+    patcher.set_model_patch(lambda h, info: seen.append(info["block_index"]) or h, "cogvideox_video_tokens")
+    with torch.no_grad():
+        patcher.model.apply_model(tiny.inputs.x, patcher.model.model_sampling.sigmas[[10, 10]],
+                                  c_crossattn=tiny.inputs.context,
+                                  transformer_options=patcher.model_options["transformer_options"])
+    assert seen == [0, 1]

@@ -3,6 +3,8 @@ from . import model_folders  # noqa: F401  (registers MotionKit's model folders 
 from .animate_anyone import ApplyAnimateAnyone, LoadAnimateAnyone
 from .animatelcm_i2v import AnimateLCMI2VImage
 from .apply_motion_model import ApplyMotionModel
+from .cogvideox import (CogVideoXDecode, CogVideoXDynamicCFG, CogVideoXSampling, CogVideoXTextEncode,
+                        EmptyCogVideoXLatent, LoadCogVideoX, LoadCogVideoXVAE)
 from .context_options import ContextWindows
 from .domain_adapter import ApplyDomainAdapter
 from .load_motion_model import LoadMotionModel
@@ -16,6 +18,7 @@ from .prompt_schedule import PromptSchedule
 from .save_animation import SaveAnimation
 from .sparsectrl import LoadSparseCtrl, SparseCtrlKeyframes
 from .train_motion_lora import TrainMotionLoRA
+from .tora import ApplyToraTrajectory
 from .trailing_scheduler import TrailingScheduler
 from .training_clips import MakeCameraMoveClips, VideoFolderClips
 from .trajectory import ApplyOMCM, LoadOMCM, Trajectory, TrajectoryAttention, TrajectoryFromVideo
@@ -48,6 +51,14 @@ NODES = [
     ("MotionKitLoadAnimateAnyone", LoadAnimateAnyone, "Load Animate Anyone 🎞️"),
     ("MotionKitApplyAnimateAnyone", ApplyAnimateAnyone, "Apply Animate Anyone 🎞️"),
     ("MotionKitTrailingScheduler", TrailingScheduler, "Trailing Scheduler (Animate Anyone) 🎞️"),
+    ("MotionKitLoadCogVideoX", LoadCogVideoX, "Load CogVideoX / Tora 🎞️"),
+    ("MotionKitLoadCogVideoXVAE", LoadCogVideoXVAE, "Load CogVideoX VAE 🎞️"),
+    ("MotionKitCogVideoXTextEncode", CogVideoXTextEncode, "CogVideoX Text Encode 🎞️"),
+    ("MotionKitEmptyCogVideoXLatent", EmptyCogVideoXLatent, "Empty CogVideoX Latent 🎞️"),
+    ("MotionKitCogVideoXSampling", CogVideoXSampling, "CogVideoX Sampling 🎞️"),
+    ("MotionKitCogVideoXDynamicCFG", CogVideoXDynamicCFG, "CogVideoX Dynamic CFG 🎞️"),
+    ("MotionKitCogVideoXDecode", CogVideoXDecode, "CogVideoX VAE Decode 🎞️"),
+    ("MotionKitApplyToraTrajectory", ApplyToraTrajectory, "Apply Tora Trajectory 🎞️"),
 ]
 
 NODE_CLASS_MAPPINGS = {key: node for key, node, _ in NODES}

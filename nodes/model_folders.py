@@ -3,6 +3,7 @@
 The names are AnimateDiff-Evolved's where ADE has the same kind of file, so an existing collection works as it is
 and both packs share one list when both are installed (common/folders.py)."""
 from ..animate_anyone.files import FOLDER as ANIMATE_ANYONE_FOLDER
+from ..cogvideox.comfy_files import FOLDER as COGVIDEOX_FOLDER
 from ..common.folders import register_model_folder
 
 MOTION_FOLDER = "animatediff_models"  # also models/motion_models
@@ -14,6 +15,7 @@ FOLDERS = (  # name, further subfolders of models/ it holds, file extensions bes
     (MOTION_LORA_FOLDER, (), ()),
     (OMCM_FOLDER, (), ()),
     (ANIMATE_ANYONE_FOLDER, (), (".pth",)),
+    (COGVIDEOX_FOLDER, (), ()),
 )
 
 

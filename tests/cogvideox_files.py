@@ -17,12 +17,9 @@ from motionkit.cogvideox.model import CogVideoXConfig, CogVideoXTransformer
 from motionkit.cogvideox.vae import CogVideoXVAE, VAEConfig
 from motionkit.tora.model import ToraConfig, ToraModules
 
-# T5 with 16-wide outputs (the transformer's text_embed_dim below); the real T5-XXL's vocabulary
-TINY_T5 = {"d_ff": 32, "d_kv": 8, "d_model": 16, "decoder_start_token_id": 0, "dropout_rate": 0.1, "eos_token_id": 1,
-           "dense_act_fn": "gelu_pytorch_tanh", "feed_forward_proj": "gated-gelu", "initializer_factor": 1.0,
-           "is_encoder_decoder": True, "is_gated_act": True, "layer_norm_epsilon": 1e-06, "model_type": "t5",
-           "num_decoder_layers": 2, "num_heads": 2, "num_layers": 2, "pad_token_id": 0,
-           "relative_attention_num_buckets": 32, "tie_word_embeddings": False, "vocab_size": 32128}
+# T5 with 16-wide outputs (the transformer's text_embed_dim below) and the real T5-XXL's vocabulary: the test server's
+# TestTinyT5CLIP (tests/support_pack) builds it
+TINY_T5 = json.loads((Path(__file__).parent / "support_pack" / "tiny_t5.json").read_text())
 
 # 2 blocks of 2 heads x 16; RoPE laid out for 8x8 latents (the test videos are 64x64 pixels)
 TRANSFORMER = dict(num_attention_heads=2, attention_head_dim=16, time_embed_dim=16, text_embed_dim=TINY_T5["d_model"],

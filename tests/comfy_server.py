@@ -3,6 +3,7 @@
 ``ComfyServer`` builds a throw-away base directory::
 
     <tmp>/custom_nodes/MotionKit -> <repo root>          (the pack, symlinked)
+    <tmp>/custom_nodes/motionkit_test_support -> tests/support_pack   (test-only nodes)
     <tmp>/models/checkpoints/sd15_random.safetensors -> cached random SD1.5
     <tmp>/models/animatediff_models/   input/   output/   user/   temp/
 
@@ -45,6 +46,7 @@ from comfy_env import COMFYUI_ROOT, REPO_ROOT, SKIP_REASON, is_comfyui_root  # n
 
 HOST = "127.0.0.1"
 PACK_NAME = "MotionKit"
+SUPPORT_PACK = Path(__file__).resolve().parent / "support_pack"  # test-only nodes (a tiny T5 CLIP), linked beside the pack
 CHECKPOINT_NAME = "sd15_random.safetensors"
 FRONTEND_ENV = "MOTIONKIT_FRONTEND_ROOT"
 MODEL_FOLDERS = ("checkpoints", "animatediff_models", "animatediff_motion_lora",
@@ -168,6 +170,7 @@ class ComfyServer:
                  checkpoint_name: str = CHECKPOINT_NAME,
                  pack_root: Union[str, os.PathLike, None] = REPO_ROOT,
                  pack_name: str = PACK_NAME,
+                 support_pack: Union[str, os.PathLike, None] = SUPPORT_PACK,
                  base_dir: Union[str, os.PathLike, None] = None,
                  extra_args: Sequence[str] = (),
                  python: str = sys.executable,
@@ -181,6 +184,7 @@ class ComfyServer:
         self.checkpoint_name = checkpoint_name
         self.pack_root = Path(pack_root) if pack_root else None
         self.pack_name = pack_name
+        self.support_pack = Path(support_pack) if support_pack else None
         self._own_base = base_dir is None
         self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="motionkit_comfy_"))
         self.extra_args = list(extra_args)
@@ -230,6 +234,10 @@ class ComfyServer:
             link = self.base_dir / "custom_nodes" / self.pack_name
             if not link.is_symlink():
                 link.symlink_to(Path(os.path.abspath(self.pack_root)), target_is_directory=True)
+        if self.support_pack is not None:
+            link = self.base_dir / "custom_nodes" / "motionkit_test_support"
+            if not link.is_symlink():
+                link.symlink_to(self.support_pack, target_is_directory=True)
         if self.checkpoint is not None:
             self.add_model("checkpoints", self.checkpoint_name, self.checkpoint)
 

@@ -80,20 +80,22 @@ def diffusers_kwargs(cfg) -> dict:
                 spatial_interpolation_scale=1.875, temporal_interpolation_scale=1.0, temporal_compression_ratio=4)
 
 
-def randomise_(params, seed: int = 0):
+def randomise_(params, seed: int = 0, generator_device=None):
     """Random weights that keep activations in range: matrices randn/√fan_in, norm weights 1 + 0.2·randn, the rest
-    0.2·randn (as tests/test_cogvideox_transformer.py). Works on any device, in place, in the tensors' dtype."""
+    0.2·randn (as tests/test_cogvideox_transformer.py). In place, in the tensors' dtype, on their device; the numbers
+    come from a generator on `generator_device` (default the CPU), in slices of 16 M values (a GPU-sized model never
+    needs a CPU copy of itself)."""
     import torch
-    g = torch.Generator(device="cpu").manual_seed(seed)
+    gdev = torch.device(generator_device or "cpu")
+    g = torch.Generator(device=gdev).manual_seed(seed)
     with torch.no_grad():
         for name, p in params:
             if not p.is_floating_point():
                 continue
-            # made on the CPU in float32 in slices (so a GPU-sized tensor never needs a CPU copy of itself)
             flat = p.view(-1)  # parameters are contiguous
             for start in range(0, p.numel(), 1 << 24):
                 n = min(1 << 24, p.numel() - start)
-                r = torch.randn(n, generator=g)
+                r = torch.randn(n, generator=g, device=gdev)
                 if p.ndim > 1:
                     r /= math.sqrt(p[0].numel())
                 elif "norm" in name and name.endswith("weight"):
@@ -118,7 +120,7 @@ def hook_tora_into_diffusers(oracle, guidance, grid) -> list:
             for i, b in enumerate(oracle.transformer_blocks)]
 
 
-def tora_modules(cfg, device=None, dtype=None, operations=None, seed=1):
+def tora_modules(cfg, device=None, dtype=None, operations=None, seed=1, generator_device=None):
     import torch
     from motionkit.tora.model import ToraConfig, ToraModules
     with torch.device(device or "cpu"):
@@ -126,7 +128,7 @@ def tora_modules(cfg, device=None, dtype=None, operations=None, seed=1):
     if dtype is not None:
         m.to(dtype)
     if str(device) != "meta":
-        randomise_(m.named_parameters(), seed)
+        randomise_(m.named_parameters(), seed, generator_device)
     return m.eval()
 
 

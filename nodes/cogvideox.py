@@ -129,7 +129,7 @@ class EmptyCogVideoXLatent:
             "height": ("INT", {"default": 480, "min": 16, "max": 2048, "step": 16, "tooltip": "Pixels; Tora: 480."}),
             "frames": ("INT", {"default": 49, "min": 1, "max": 1025, "step": 4, "tooltip": (
                 "Video frames, 4k + 1 (1, 5, 9, ... 49). The model was trained on 49.")}),
-            "batch_size": ("INT", {"default": 1, "min": 1, "max": 64}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": 64, "tooltip": "Videos sampled at once."}),
         }}
 
     def generate(self, width, height, frames, batch_size):

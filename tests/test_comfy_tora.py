@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import cogvideox_files
-from comfy_graphs import CKPT, REPO, ui_to_api
+from comfy_graphs import REPO, ui_to_api
 from model_cache import cache_dir, module_server
 
 pytestmark = pytest.mark.comfyui
@@ -97,12 +97,12 @@ def test_example_runs_and_the_trajectory_steers_it(server):
     Strength 0 is exactly Tora's transformer without guidance; strength 1 changes the video."""
     res = server.run(small(example_api())).raise_for_status()
     assert "encoded again" in server.log_tail(200)
+    (guided,) = res.latents("90")
+    assert guided.shape == (1, 16, 3, 8, 8) and torch.isfinite(guided).all()
     (gif,) = res.outputs["14"]["images"]
     assert Path(gif["filename"]).suffix == ".gif"
     from PIL import Image
-    assert Image.open(server.output_file(gif)).n_frames == 9
-    (guided,) = res.latents("90")
-    assert guided.shape == (1, 16, 3, 8, 8) and torch.isfinite(guided).all()
+    assert Image.open(server.output_file(gif)).n_frames == 9  # (Pillow merges frames that are alike)
     (off,) = server.run(with_strength(small(example_api()), 0.0)).raise_for_status().latents("90")
     assert (guided - off).abs().max() > 1e-3
     g = small(example_api())  # the same seed again: the same video (the flow latents are drawn from the seed)
@@ -122,7 +122,3 @@ def test_bad_input_is_a_clear_error_and_comfyui_stays_usable(server, change, phr
         assert phrase in res.error_message, res.error_message
     assert str(cache_dir()) not in res.error_message
     server.run(small(example_api())).raise_for_status()
-
-
-def test_checkpoint_name_is_the_servers():
-    assert CKPT.endswith(".safetensors")

@@ -41,11 +41,13 @@ class TestTinyT5CLIP:
             clip = partial(comfy.sd1_clip.SD1ClipModel, name="t5xxl", clip_model=TinyT5)
             tokenizer = comfy.text_encoders.pixart_t5.PixArtTokenizer
 
+        from transformers import T5Config, T5EncoderModel  # a ComfyUI requirement: T5's own initialisation
+
+        with open(config, encoding="utf-8") as f:
+            torch.manual_seed(seed)
+            weights = T5EncoderModel(T5Config(**json.load(f))).state_dict()
         clip = comfy.sd.CLIP(Target, model_options={"dtype": torch.float32})
-        g = torch.Generator().manual_seed(seed)
-        sd = {k: torch.randn(v.shape, generator=g) * 0.1 + (1.0 if "layer_norm" in k else 0.0)
-              for k, v in clip.get_sd().items()}
-        clip.load_sd(sd)
+        clip.load_sd(weights)
         return (clip,)
 
 

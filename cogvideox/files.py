@@ -85,12 +85,13 @@ def transformer_folder(path: str) -> str:
                              f"{WEIGHTS}). To use CogVideoX, {GET_5B}.")
 
 
-def read_config(path: str) -> dict:
+def read_config(path: str, whose: str = "the transformer's") -> dict:
+    """A diffusers config.json as a dict (`whose` names the model in the message)."""
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
     except (OSError, ValueError) as e:
-        raise CogVideoXFileError(f"Could not read '{path}': {e}. Download the transformer's config.json again.") from e
+        raise CogVideoXFileError(f"Could not read '{path}': {e}. Download {whose} config.json again.") from e
     if not isinstance(config, dict):
         raise CogVideoXFileError(f"'{path}' is not a model config (no JSON object). Download it again.")
     return config

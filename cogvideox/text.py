@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import torch
 
-from ..common.errors import MotionKitError
+from .errors import CogVideoXTextEncoderError
 
 MAX_SEQUENCE_LENGTH = 226
 EOS, PAD = 1, 0
 KEY = "t5xxl"
-
-
-class CogVideoXTextEncoderError(MotionKitError):
-    """The CLIP given is not core's unmasked T5-XXL."""
 
 
 def _check(clip) -> None:

@@ -15,7 +15,7 @@ Layers take `operations=` (comfy.ops style: `.Conv2d`, `.Conv3d`, `.GroupNorm`);
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F

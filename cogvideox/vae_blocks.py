@@ -21,39 +21,14 @@ import torch.nn.functional as F
 from einops import reduce
 from torch import nn
 
+from ..common.ops import TorchOps
+
 # Convolutions run over time in pieces of at most this much input, written into one output: the numbers of one
 # call (each output frame sees the same input frames), without a whole padded copy of the input. diffusers'
 # CogVideoXSafeConv3d splits the same way above 2 GiB, for cuDNN; smaller pieces lower the peak further.
 PIECE_GIB = 0.5
 
 ConvCache = dict  # CausalConv3d -> its last (kernel − 1) padded input frames, carried across frame batches
-
-
-def cast(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
-    """Weights run in the activations' dtype and device (a no-op when they already match)."""
-    return None if t is None else t.to(device=like.device, dtype=like.dtype)
-
-
-class Conv2d(nn.Conv2d):
-    def forward(self, x):
-        return self._conv_forward(x, cast(self.weight, x), cast(self.bias, x))
-
-
-class Conv3d(nn.Conv3d):
-    def forward(self, x):
-        return self._conv_forward(x, cast(self.weight, x), cast(self.bias, x))
-
-
-class GroupNorm(nn.GroupNorm):
-    def forward(self, x):
-        return F.group_norm(x, self.num_groups, cast(self.weight, x), cast(self.bias, x), self.eps)
-
-
-class TorchOps:
-    """The default `operations`: plain torch layers whose weights follow the activations' dtype and device."""
-    Conv2d = Conv2d
-    Conv3d = Conv3d
-    GroupNorm = GroupNorm
 
 
 def time_pieces(frames: int, frame_bytes: int, context: int = 0) -> list[tuple[int, int]]:

@@ -8,7 +8,6 @@ ratio, scaling factor) is the published value. Files of other kinds are refused 
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import fields
 
@@ -16,7 +15,8 @@ import torch
 
 from ..common import weights
 from .vae import CogVideoXVAE, VAEConfig
-from .vae_errors import CogVideoXVAEError, NotCogVideoXVAEError
+from .errors import CogVideoXVAEError, NotCogVideoXVAEError
+from .files import read_config
 
 CLASS_NAME = "AutoencoderKLCogVideoX"
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -78,12 +78,8 @@ def read_tensors(path: str) -> dict[str, torch.Tensor]:
 
 
 def config_from_json(path: str) -> VAEConfig:
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
-    except (OSError, ValueError) as e:
-        raise CogVideoXVAEError(f"Could not read '{path}': {e}. Download the VAE's config.json again.") from e
-    kind = raw.get("_class_name", CLASS_NAME) if isinstance(raw, dict) else type(raw).__name__
+    raw = read_config(path, "the VAE's")
+    kind = raw.get("_class_name", CLASS_NAME)
     if kind != CLASS_NAME:
         raise NotCogVideoXVAEError(f"'{path}' is the config of {kind}, not of the CogVideoX VAE ({CLASS_NAME}); "
                                    f"{SOURCE}.")

@@ -24,17 +24,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from ..common.ops import TorchOps, cast
+
 HEADS = 8
 GROUPS = 32
 NORM_EPS = 1e-6
 
 PER_FRAME = "per_frame"
 POOLED = "pooled"
-
-
-def cast(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
-    """Weights run in the activations' dtype and device (a no-op when they already match)."""
-    return None if t is None else t.to(device=like.device, dtype=like.dtype)
 
 
 def sinusoidal_table(length: int, channels: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -54,36 +51,6 @@ def group_norm(x: torch.Tensor, frames: int, weight, bias, mode: str, groups: in
     pooled = rearrange(x, "(b f) c h w -> b c f h w", f=frames)
     pooled = F.group_norm(pooled, groups, cast(weight, x), cast(bias, x), eps)
     return rearrange(pooled, "b c f h w -> (b f) c h w")
-
-
-class Linear(nn.Linear):
-    def forward(self, x):
-        return F.linear(x, cast(self.weight, x), cast(self.bias, x))
-
-
-class LayerNorm(nn.LayerNorm):
-    def forward(self, x):
-        return F.layer_norm(x, self.normalized_shape, cast(self.weight, x), cast(self.bias, x), self.eps)
-
-
-class GroupNorm(nn.GroupNorm):
-    """Accepts (N, C, *): (B·F, C, H, W) normalises per frame, (B, C, F, H, W) pools over the frames (§7)."""
-
-    def forward(self, x):
-        return F.group_norm(x, self.num_groups, cast(self.weight, x), cast(self.bias, x), self.eps)
-
-
-class Conv2d(nn.Conv2d):
-    def forward(self, x):
-        return self._conv_forward(x, cast(self.weight, x), cast(self.bias, x))
-
-
-class TorchOps:
-    """The default `operations`: plain torch layers whose weights follow the activations' dtype and device."""
-    Linear = Linear
-    LayerNorm = LayerNorm
-    GroupNorm = GroupNorm
-    Conv2d = Conv2d
 
 
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:

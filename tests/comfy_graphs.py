@@ -153,3 +153,14 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
             inputs[name] = [str(link[1]), link[2]]
         api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return api
+
+
+def assert_nodes_explained(info: dict, names) -> None:
+    """Each node (object_info) shows as one of MotionKit's (🎞️, a MotionKit category) and every input has a tooltip."""
+    for name in names:
+        spec = info[name]
+        assert spec["display_name"].endswith(" 🎞️") and spec["category"].startswith("MotionKit"), name
+        for group in ("required", "optional"):
+            for inp, (_, *opts) in spec["input"].get(group, {}).items():
+                assert opts and opts[0].get("tooltip"), f"{name}.{inp} has no tooltip"
+

@@ -270,12 +270,6 @@ def test_dynamic_cfg_scale_is_the_pipelines_at_every_timestep(comfy, steps):
 
 # (d) text: core's T5 encoder and tokenizer against transformers' ---------------------------------------------------
 
-TINY_T5 = {"d_ff": 32, "d_kv": 8, "d_model": 16, "decoder_start_token_id": 0, "dropout_rate": 0.1, "eos_token_id": 1,
-           "dense_act_fn": "gelu_pytorch_tanh", "feed_forward_proj": "gated-gelu", "initializer_factor": 1.0,
-           "is_encoder_decoder": True, "is_gated_act": True, "layer_norm_epsilon": 1e-06, "model_type": "t5",
-           "num_decoder_layers": 2, "num_heads": 2, "num_layers": 2, "pad_token_id": 0,
-           "relative_attention_num_buckets": 32, "tie_word_embeddings": False, "vocab_size": 32128}
-
 PROMPTS = [
     "A golden retriever runs across a sunny meadow, (slow motion:1.3), cinematic.",
     "",
@@ -284,36 +278,10 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def t5(comfy, tmp_path_factory):
+def t5(comfy):
     """(ComfyUI CLIP with core's T5 and PixArt's tokenizer, transformers' T5EncoderModel) on the same tiny weights."""
-    import json
-    from functools import partial
-    import comfy.sd
-    import comfy.sd1_clip
-    import comfy.text_encoders.pixart_t5
-    import comfy.text_encoders.t5
-    from transformers import T5Config, T5EncoderModel
-    path = tmp_path_factory.mktemp("t5") / "tiny_t5.json"
-    path.write_text(json.dumps(TINY_T5))
-    torch.manual_seed(0)
-    reference = T5EncoderModel(T5Config(**TINY_T5)).eval()
-
-    class TinyT5(comfy.sd1_clip.SDClipModel):  # sd3_clip.T5XXLModel with another config file
-        def __init__(self, device="cpu", dtype=None, model_options={}, **kwargs):
-            super().__init__(device=device, textmodel_json_config=str(path), dtype=dtype,
-                             special_tokens={"end": 1, "pad": 0}, model_class=comfy.text_encoders.t5.T5,
-                             enable_attention_masks=False, return_attention_masks=False,
-                             model_options={**model_options, "model_name": "t5xxl"})
-
-    class Target:
-        params = {}
-        clip = partial(comfy.sd1_clip.SD1ClipModel, name="t5xxl", clip_model=TinyT5)
-        tokenizer = comfy.text_encoders.pixart_t5.PixArtTokenizer
-
-    clip = comfy.sd.CLIP(Target, model_options={"dtype": torch.float32})
-    missing, unexpected = clip.load_sd(reference.state_dict())
-    assert not missing and set(unexpected) <= {"encoder.embed_tokens.weight"}  # transformers' tied copy of shared
-    return clip, reference
+    from support_pack import tiny_t5
+    return tiny_t5(0)
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from motionkit.cogvideox import vae_blocks
 from motionkit.cogvideox.vae import CogVideoXVAE, Tiling, VAEConfig, frame_batches
-from motionkit.cogvideox.vae_errors import CogVideoXVAEError, NotCogVideoXVAEError
+from motionkit.cogvideox.errors import CogVideoXVAEError, NotCogVideoXVAEError
 from motionkit.cogvideox.vae_files import load_vae, read_vae
 
 diffusers = pytest.importorskip("diffusers")

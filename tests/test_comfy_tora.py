@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import cogvideox_files
-from comfy_graphs import REPO, ui_to_api
+from comfy_graphs import assert_nodes_explained, REPO, ui_to_api
 from model_cache import cache_dir, module_server
 
 pytestmark = pytest.mark.comfyui
@@ -75,13 +75,8 @@ def with_strength(g: dict, strength: float) -> dict:
 
 def test_nodes_are_registered_with_tooltips(server):
     info = server.object_info()
-    for name in NODES:
-        spec = info[name]
-        assert spec["display_name"].endswith(" 🎞️") and spec["category"].startswith("MotionKit")
-        assert spec["description"]
-        for group in ("required", "optional"):
-            for inp, (_, *opts) in spec["input"].get(group, {}).items():
-                assert opts and opts[0].get("tooltip"), f"{name}.{inp} has no tooltip"
+    assert_nodes_explained(info, NODES)
+    assert all(info[name]["description"] for name in NODES)
     assert "tora_tiny/" in info["MotionKitLoadCogVideoX"]["input"]["required"]["model_name"][0]
     assert "tora_tiny/vae" in info["MotionKitLoadCogVideoXVAE"]["input"]["required"]["vae_name"][0]
 

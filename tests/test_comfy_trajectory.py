@@ -16,7 +16,7 @@ from PIL import Image
 
 import motion_files
 from omcm_files import cached_omcm_file
-from comfy_graphs import CKPT, REPO, add_motion, add_windows, base, changed_frames, latent, ui_to_api
+from comfy_graphs import assert_nodes_explained, CKPT, REPO, add_motion, add_windows, base, changed_frames, latent, ui_to_api
 from model_cache import cached, module_server
 
 pytestmark = pytest.mark.comfyui
@@ -68,12 +68,7 @@ def add_box_attention(g, paths, frames, strength=2.0):
 
 def test_nodes_are_registered_with_tooltips(server):
     info = server.object_info()
-    for name in NODES:
-        spec = info[name]
-        assert spec["display_name"].endswith(" 🎞️") and spec["category"].startswith("MotionKit")
-        for group in ("required", "optional"):
-            for inp, (_, *opts) in spec["input"].get(group, {}).items():
-                assert opts and opts[0].get("tooltip"), f"{name}.{inp} has no tooltip"
+    assert_nodes_explained(info, NODES)
     assert info["MotionKitApplyOMCM"]["input"]["required"]["end_percent"][1]["default"] == 0.3
 
 

@@ -30,33 +30,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ..motion.model import TorchOps as MotionOps
-from ..motion.model import cast
+from ..common.ops import TorchOps
 from .errors import ToraError
 
 GROUPS = 32
 # transformer_options["patches"][PATCH_POINT]: called in every CogVideoX block after norm1's modulation, before
 # attention, on the video tokens only, as `h = fn(h, {"block_index", "grid", "transformer_options"})`.
 PATCH_POINT = "cogvideox_video_tokens"
-
-
-class Conv1d(nn.Conv1d):
-    def forward(self, x):
-        return self._conv_forward(x, cast(self.weight, x), cast(self.bias, x))  # keeps padding_mode (replicate)
-
-
-class BatchNorm2d(nn.BatchNorm2d):
-    """Batch norm with its running statistics (Tora's inference runs the extractor in eval mode), in x's dtype."""
-
-    def forward(self, x):
-        return F.batch_norm(x, cast(self.running_mean, x), cast(self.running_var, x), cast(self.weight, x),
-                            cast(self.bias, x), False, 0.0, self.eps)
-
-
-class TorchOps(MotionOps):
-    """The default `operations`: motion.model's plain-torch layers plus Conv1d and BatchNorm2d."""
-    Conv1d = Conv1d
-    BatchNorm2d = BatchNorm2d
 
 
 @dataclass(frozen=True)
@@ -76,7 +56,7 @@ class ResnetBlock(nn.Module):
     def __init__(self, channels: int, operations=None):
         super().__init__()
         ops = operations or TorchOps
-        batch_norm = getattr(ops, "BatchNorm2d", BatchNorm2d)
+        batch_norm = getattr(ops, "BatchNorm2d", TorchOps.BatchNorm2d)
         self.block1 = ops.Conv2d(channels, channels, 3, 1, 1)
         self.block2 = ops.Conv2d(channels, channels, 3, 1, 1)
         self.bn1 = batch_norm(channels)

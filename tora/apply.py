@@ -30,6 +30,7 @@ LOG = logging.getLogger("MotionKit")
 
 MODULES_KEY = "motionkit_tora_modules"  # additional model of a Tora MODEL: its extractor and fusers
 TEMPORAL, SPATIAL = 4, 8  # CogVideoX's VAE: 4 frames and 8x8 pixels per latent
+TRAINED = (49, 720, 480)  # frames, width, height of Tora's training and inference
 
 
 def video_size(latent_shape) -> tuple[int, int, int]:
@@ -109,6 +110,9 @@ class ToraRun:
         scaled for the transformer."""
         size = video_size(latent_shape)
         if size not in self.moments:
+            if size != TRAINED:
+                LOG.warning(f"Tora: this video is {size[0]} frames at {size[1]}x{size[2]}; Tora was trained on "
+                            f"{TRAINED[0]} frames at {TRAINED[1]}x{TRAINED[2]} and follows paths best there.")
             self.moments.clear()
             self.moments[size] = self.vae.encode_distribution(flow_images(self.flow(*size)))
         mean, logvar = self.moments[size]

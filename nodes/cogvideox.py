@@ -207,5 +207,5 @@ class CogVideoXDynamicCFG:
 
     def patch(self, model):
         m = model.clone()
-        m.set_model_sampler_cfg_function(DynamicCFG())
+        m.set_model_sampler_post_cfg_function(DynamicCFG())
         return (m,)

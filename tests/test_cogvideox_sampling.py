@@ -210,7 +210,7 @@ def test_whole_run_equals_the_pipeline_loop(comfy, kind, steps, guidance, dynami
 
     patcher = comfy_model(comfy, standin)
     if dynamic:
-        patcher.set_model_sampler_cfg_function(DynamicCFG())
+        patcher.set_model_sampler_post_cfg_function(DynamicCFG())
     latent = torch.zeros(1, C, T, H, W)  # ComfyUI's video layout
     draws = (vae_shape,) if flow else ()
     noise = CogVideoXNoise(seed, draws_before=draws).generate_noise({"samples": latent})
@@ -259,8 +259,8 @@ def test_dynamic_cfg_scale_is_the_pipelines_at_every_timestep(comfy, steps):
     options = {"transformer_options": {"sample_sigmas": torch.zeros(steps + 1)}}
     cond, uncond = torch.full((1, 2), 3.0), torch.full((1, 2), 1.0)
     for t in range(1000):
-        args = {"cond": cond, "uncond": uncond, "cond_scale": 6.0, "sigma": ms.sigmas[t:t + 1], "model": Model,
-                "model_options": options}
+        args = {"cond_denoised": cond, "uncond_denoised": uncond, "cond_scale": 6.0, "sigma": ms.sigmas[t:t + 1],
+                "model": Model, "model_options": options}
         expected = 1 + 6.0 * ((1 - math.cos(math.pi * ((steps - t) / steps) ** 5.0)) / 2)
         assert fn.scale(args) == expected, t
         assert torch.equal(fn(args), uncond + expected * (cond - uncond))

@@ -35,7 +35,7 @@ def transformer_choices() -> list[str]:
     import folder_paths
     folders = [name for name, _ in _model_folders()]
     files = [f for f in folder_paths.get_filename_list(FOLDER)
-             if f.endswith(".safetensors") and f.replace("\\", "/").split("/")[0] not in folders]
+             if f.endswith((".safetensors", ".pt")) and f.replace("\\", "/").split("/")[0] not in folders]
     return [f"{name}/" for name in folders] + files
 
 

@@ -45,15 +45,17 @@ def _randomise(module: torch.nn.Module, seed: int) -> dict:
     return {k: v.contiguous() for k, v in module.state_dict().items()}
 
 
-def write_tora_folder(root: Path, seed: int = 0, tora: bool = True) -> Path:
-    """root/transformer/ (CogVideoX with Tora's modules when `tora`) and root/vae/, as Tora's diffusers release."""
-    config = CogVideoXConfig(**TRANSFORMER)
+def write_tora_folder(root: Path, seed: int = 0, tora: bool = True, in_channels: int = 16) -> Path:
+    """root/transformer/ (CogVideoX with Tora's modules when `tora`) and root/vae/, as Tora's diffusers release.
+    in_channels 32: an image-to-video transformer without the learned position embedding (as Tora's I2V runs)."""
+    config = CogVideoXConfig(**TRANSFORMER, in_channels=in_channels)
     weights = _randomise(CogVideoXTransformer(config), seed)
     if tora:
         weights.update(_randomise(ToraModules(ToraConfig(layers=config.num_layers, width=config.width)), seed + 1))
     (root / "transformer").mkdir(parents=True, exist_ok=True)
     (root / "transformer" / "config.json").write_text(json.dumps(
-        {"_class_name": "CogVideoXTransformer3DModel", **TRANSFORMER, "in_channels": 16, "out_channels": 16,
+        {"_class_name": "CogVideoXTransformer3DModel", **TRANSFORMER, "in_channels": in_channels, "out_channels": 16,
+         "use_learned_positional_embeddings": False,
          "patch_size": 2, "use_rotary_positional_embeddings": True, "max_text_seq_length": 226}))
     save_file(weights, str(root / "transformer" / "diffusion_pytorch_model.safetensors"))
     vae = _randomise(CogVideoXVAE(VAEConfig(**VAE)), seed + 2)

@@ -13,6 +13,8 @@ import pytest
 import torch
 from einops import rearrange
 
+import cogvideox_files
+
 from motionkit.cogvideox import files, sat_keys
 from motionkit.cogvideox.errors import CogVideoXFileError, WrongCogVideoXModelError
 from motionkit.cogvideox.model import CogVideoXTransformer
@@ -28,7 +30,7 @@ TINY = dict(num_attention_heads=2, attention_head_dim=16, in_channels=32, out_ch
             max_text_seq_length=5, use_rotary_positional_embeddings=True, use_learned_positional_embeddings=False,
             norm_eps=1e-6)
 FRAMES, HEIGHT, WIDTH, TEXT = 3, 8, 8, 5
-P = sat_keys.PREFIX
+P = sat_keys.PREFIX  # the inverse of the rules is tests/cogvideox_files.sat_state_dict
 
 
 def randomised(module, seed):
@@ -47,63 +49,13 @@ def randomised(module, seed):
     return module.eval()
 
 
-INVERSE = [  # diffusers name -> SAT name (without P), the rules of sat_keys.py read backwards, written out again here
-    (r"patch_embed\.(proj|text_proj)\.", r"mixins.patch_embed.\1."),
-    (r"time_embedding\.linear_1\.", "time_embed.0."), (r"time_embedding\.linear_2\.", "time_embed.2."),
-    (r"transformer_blocks\.(\d+)\.norm1\.norm\.", r"transformer.layers.\1.input_layernorm."),
-    (r"transformer_blocks\.(\d+)\.norm2\.norm\.", r"transformer.layers.\1.post_attention_layernorm."),
-    (r"transformer_blocks\.(\d+)\.attn1\.to_out\.0\.", r"transformer.layers.\1.attention.dense."),
-    (r"transformer_blocks\.(\d+)\.ff\.net\.0\.proj\.", r"transformer.layers.\1.mlp.dense_h_to_4h."),
-    (r"transformer_blocks\.(\d+)\.ff\.net\.2\.", r"transformer.layers.\1.mlp.dense_4h_to_h."),
-    (r"transformer_blocks\.(\d+)\.attn1\.norm_q\.", r"mixins.adaln_layer.query_layernorm_list.\1."),
-    (r"transformer_blocks\.(\d+)\.attn1\.norm_k\.", r"mixins.adaln_layer.key_layernorm_list.\1."),
-    (r"norm_final\.", "transformer.final_layernorm."), (r"norm_out\.norm\.", "mixins.final_layer.norm_final."),
-    (r"proj_out\.", "mixins.final_layer.linear."), (r"norm_out\.linear\.", "mixins.final_layer.adaLN_modulation.1."),
-    (r"fuser\.(\d+)\.", r"mixins.adaln_layer.fuser_list.\1."), (r"traj_extractor\.", "traj_extractor."),
-]
-
-
-def to_sat(sd: dict, width: int, learned_pe: bool = True) -> dict:
-    """A SAT-layout checkpoint's state dict of a diffusers one, with what SAT files carry besides."""
-    out = {}
-    for k, v in sd.items():
-        if m := re.fullmatch(r"transformer_blocks\.(\d+)\.attn1\.to_q\.(weight|bias)", k):
-            i, kind = m.groups()
-            parts = [sd[f"transformer_blocks.{i}.attn1.to_{x}.{kind}"] for x in "qkv"]
-            out[f"{P}transformer.layers.{i}.attention.query_key_value.{kind}"] = torch.cat(parts)
-        elif m := re.fullmatch(r"transformer_blocks\.(\d+)\.norm1\.linear\.(weight|bias)", k):
-            i, kind = m.groups()
-            a = sd[f"transformer_blocks.{i}.norm1.linear.{kind}"].chunk(6)  # video msa ×3, text msa ×3
-            b = sd[f"transformer_blocks.{i}.norm2.linear.{kind}"].chunk(6)  # video mlp ×3, text mlp ×3
-            out[f"{P}mixins.adaln_layer.adaLN_modulations.{i}.1.{kind}"] = torch.cat(a[:3] + b[:3] + a[3:] + b[3:])
-        elif re.search(r"\.attn1\.to_[kv]\.|\.norm2\.linear\.", k):
-            continue
-        else:
-            for pattern, sat in INVERSE:
-                if re.match(pattern, k):
-                    out[P + re.sub(pattern, sat, k, count=1)] = v.clone()
-                    break
-            else:
-                raise AssertionError(f"no inverse rule for {k}")
-    g = torch.Generator().manual_seed(9)
-    extra = {"mixins.pos_embed.freqs_sin": torch.randn(27, 16, generator=g),
-             "mixins.pos_embed.freqs_cos": torch.randn(27, 16, generator=g),
-             "transformer.position_embeddings.weight": torch.randn(64, width, generator=g)}
-    if learned_pe:
-        extra["mixins.pos_embed.pos_embedding"] = torch.randn(1, TEXT + 27, width, generator=g)
-    out.update({P + k: v for k, v in extra.items()})
-    out["conditioner.embedders.0.transformer.shared.weight"] = torch.randn(4, 8, generator=g)
-    out["first_stage_model.encoder.conv_in.conv.weight"] = torch.randn(4, 3, 3, 3, 3, generator=g)
-    return out
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     oracle = randomised(CogVideoXTransformer3DModel(**TINY), 0)
     tora = randomised(ToraModules(ToraConfig(layers=2, width=32)), 1)
     diffusers_sd = oracle.state_dict()
     tora_sd = tora.state_dict()
-    sat = to_sat({**diffusers_sd, **tora_sd}, width=32)
+    sat = cogvideox_files.sat_state_dict({**diffusers_sd, **tora_sd}, width=32, text=TEXT)
     path = tmp_path_factory.mktemp("sat") / "mp_rank_00_model_states.pt"
     torch.save({"module": sat, "dp_world_size": 1, "global_steps": 1000}, str(path))
     return SimpleNamespace(oracle=oracle, diffusers_sd=diffusers_sd, tora_sd=tora_sd, sat=sat, path=path,

@@ -57,7 +57,8 @@ def transformer_path(name: str) -> str:
         if path is not None:
             return path
     raise CogVideoXFileError(f"'{name}' is not in {WHERE}. Put Tora's diffusers folder (Tora_T2V_diffusers/) or a "
-                             f"single .safetensors transformer there, then press R to refresh the list.")
+                             f"single .safetensors transformer or Tora's SAT checkpoint (mp_rank_00_model_states.pt) there, then "
+                             f"press R to refresh the list.")
 
 
 def vae_path(name: str) -> str:

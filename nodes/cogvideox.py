@@ -25,9 +25,11 @@ DRAW_ORDERS = ("Tora (flow latents, then noise)", "CogVideoX (noise first)", "I2
 
 
 class LoadCogVideoX:
-    DESCRIPTION = (f"Loads the CogVideoX-5B text-to-video transformer from {comfy_files.WHERE}: a diffusers folder "
-                   f"(Tora_T2V_diffusers/, or CogVideoX-5b/) or one .safetensors file. Tora's transformer brings its "
-                   f"trajectory modules along, for 'Apply Tora Trajectory'. The MODEL samples with core's samplers "
+    DESCRIPTION = (f"Loads the CogVideoX-5B transformer from {comfy_files.WHERE}: a diffusers folder "
+                   f"(Tora_T2V_diffusers/, or CogVideoX-5b/), one .safetensors file, or Tora's SAT checkpoint "
+                   f"(mp_rank_00_model_states.pt, text or image to video). Tora's transformer brings its "
+                   f"trajectory modules along, for 'Apply Tora Trajectory'; an image-to-video one needs "
+                   f"'CogVideoX Image to Video'. The MODEL samples with core's samplers "
                    f"(v-prediction, zero terminal SNR); for the original's exact steps use 'CogVideoX Sampling'.")
     CATEGORY = CATEGORY
     SEARCH_ALIASES = ["tora", "cogvideox", "cogvideo", "video transformer", "dit"]
@@ -39,7 +41,8 @@ class LoadCogVideoX:
     def INPUT_TYPES(cls):
         return {"required": {
             "model_name": (comfy_files.transformer_choices(), {"tooltip": (
-                f"A diffusers folder (ends in /) or a single-file transformer in {comfy_files.WHERE}.")}),
+                f"A diffusers folder (ends in /), a single-file transformer or a SAT .pt checkpoint in "
+                f"{comfy_files.WHERE}.")}),
             "weight_dtype": (list(WEIGHT_DTYPES), {"default": "default", "tooltip": (
                 "How the weights are stored in memory. default: what ComfyUI picks for your GPU (bf16 where "
                 "supported). fp8_e4m3fn halves the memory of bf16, computing in bf16.")}),

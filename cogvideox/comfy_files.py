@@ -35,7 +35,7 @@ def transformer_choices() -> list[str]:
     import folder_paths
     folders = [name for name, _ in _model_folders()]
     files = [f for f in folder_paths.get_filename_list(FOLDER)
-             if f.endswith(".safetensors") and f.replace("\\", "/").split("/")[0] not in folders]
+             if f.endswith((".safetensors", ".pt")) and f.replace("\\", "/").split("/")[0] not in folders]
     return [f"{name}/" for name in folders] + files
 
 
@@ -57,7 +57,8 @@ def transformer_path(name: str) -> str:
         if path is not None:
             return path
     raise CogVideoXFileError(f"'{name}' is not in {WHERE}. Put Tora's diffusers folder (Tora_T2V_diffusers/) or a "
-                             f"single .safetensors transformer there, then press R to refresh the list.")
+                             f"single .safetensors transformer or Tora's SAT checkpoint (mp_rank_00_model_states.pt) there, then "
+                             f"press R to refresh the list.")
 
 
 def vae_path(name: str) -> str:

@@ -7,6 +7,14 @@ diffusion_model is our transformer on comfy.ops with ComfyUI's attention, wrappe
 The schedule is CogVideoXDPMScheduler's: v-prediction, scaled-linear betas 0.00085–0.012 over 1000 steps (core's
 "linear" schedule is the scaled-linear one), rescaled to zero terminal SNR (snr_shift_scale 1.0 for 5B: no shift).
 Core keeps the last sigma finite (ᾱ₉₉₉ = 4.9e-8, σ ≈ 4519) where diffusers has ᾱ₉₉₉ = 0.
+
+Image to video (a transformer with 32 input channels, e.g. Tora's I2V): the conditioning carries the start image's
+latent distribution (IMAGE_MOMENTS: mean and logvar, from 'CogVideoX Image to Video') or a latent
+(`concat_latent_image`, as core's video models take it). concat_cond draws the posterior sample from a CPU generator
+seeded with the sampling seed, as the pipeline's FIRST draw from its generator (diffusers' and Tora's I2V pipelines
+encode the image before drawing the noise), scales it for the transformer (process_latent_in: ×0.7), and zero-pads it
+over the latent's other frames; BaseModel concatenates it AFTER the noisy latents (scaled by calculate_input), the
+pipeline's [noisy ; image]. Cond and uncond draw the same sample (same seed).
 """
 from __future__ import annotations
 
@@ -21,8 +29,12 @@ import comfy.supported_models_base
 import comfy.utils
 from comfy.ldm.modules.attention import optimized_attention
 
+from .errors import CogVideoXImageError
 from .files import load_cogvideox_files
 from .model import CogVideoXConfig, CogVideoXTransformer
+from .vae import CogVideoXVAE
+
+IMAGE_MOMENTS = "cogvideox_image_moments"  # conditioning key: [images, 2 × 16, 1, h, w], mean then logvar
 
 VAE_SCALING_FACTOR = 0.7  # CogVideoX-5B's vae/config.json (2B's is 1.15258426)
 
@@ -62,12 +74,52 @@ class CogVideoXModel(comfy.model_base.BaseModel):
     def __init__(self, model_config, model_type=comfy.model_base.ModelType.V_PREDICTION, device=None):
         super().__init__(model_config, model_type, device=device, unet_model=build_transformer)
 
+    @property
+    def in_channels(self) -> int:
+        return self.model_config.unet_config["config"].in_channels
+
+    def concat_cond(self, **kwargs):
+        noise = kwargs["noise"]
+        moments, image = kwargs.get(IMAGE_MOMENTS), kwargs.get("concat_latent_image")
+        extra = self.in_channels - noise.shape[1]
+        if moments is None and image is None:
+            if extra:
+                raise CogVideoXImageError(
+                    f"This CogVideoX transformer is an image-to-video model ({self.in_channels} input channels: the "
+                    f"video latent and a start image's), but no start image was given. Make the conditioning and "
+                    f"the latent with 'CogVideoX Image to Video' (start_image), or load a text-to-video transformer.")
+            return None
+        if not extra:
+            raise CogVideoXImageError(
+                f"A start image was given ('CogVideoX Image to Video'), but this CogVideoX transformer is a "
+                f"text-to-video model ({self.in_channels} input channels). Load an image-to-video transformer (Tora's "
+                f"I2V checkpoint), or use 'Empty CogVideoX Latent' and plain conditioning.")
+        if moments is not None:
+            image = draw_image_latent(moments, kwargs.get("seed"))
+        image = self.process_latent_in(image.float())
+        if image.shape[1] != extra or image.shape[-2:] != noise.shape[-2:]:
+            raise CogVideoXImageError(
+                f"The start image's latent is {list(image.shape)}; the video latent is {list(noise.shape)} and the "
+                f"transformer takes {extra} image channels. Give 'CogVideoX Image to Video' the video's width and "
+                f"height and sample its own latent.")
+        frames = noise.shape[2]
+        image = torch.nn.functional.pad(image[:, :, :frames], (0, 0, 0, 0, 0, max(0, frames - image.shape[2])))
+        return comfy.utils.resize_to_batch_size(image, noise.shape[0]).to(kwargs["device"])
+
     def extra_conds(self, **kwargs):
         out = super().extra_conds(**kwargs)
         cross_attn = kwargs.get("cross_attn", None)
         if cross_attn is not None:  # the T5 tokens as they are (226 of them), as core does for Wan
             out["c_crossattn"] = comfy.conds.CONDRegular(cross_attn)
         return out
+
+
+def draw_image_latent(moments: torch.Tensor, seed: int | None) -> torch.Tensor:
+    """The posterior sample of each image's latent distribution (unscaled), drawn one image after another from a
+    CPU generator seeded with `seed`, in float32: the pipeline's first draws (fp32 pipeline; a bf16 one draws bf16)."""
+    generator = torch.Generator(device="cpu").manual_seed(int(seed or 0))
+    mean, logvar = moments.float().chunk(2, dim=1)
+    return torch.cat([CogVideoXVAE.sample(m[None], lv[None], generator) for m, lv in zip(mean, logvar)])
 
 
 def cogvideox_patcher(config: CogVideoXConfig, state_dict: dict, dtype=None) -> comfy.model_patcher.ModelPatcher:

@@ -21,3 +21,8 @@ class NotCogVideoXVAEError(CogVideoXVAEError, WrongFileTypeError):
 
 class CogVideoXTextEncoderError(MotionKitError):
     """The CLIP given is not core's unmasked T5-XXL."""
+
+
+class CogVideoXImageError(MotionKitError):
+    """An image-to-video mismatch: a start image for a text-to-video transformer, or none for an image-to-video one,
+    or a start image of another size than the latent."""

@@ -8,20 +8,26 @@ Accepted:
 Tora's ToraTransformer3DModel is CogVideoX-5B plus two modules whose keys start with `traj_extractor.` (the
 trajectory extractor) and `fuser.` (one motion-guidance fuser per block): those come back separately.
 
+* the SAT layout (the original training code's checkpoints: Tora's `ckpts/tora/{t2v,i2v}/mp_rank_00_model_states.pt`,
+  a torch pickle `{'module': state dict}` read weights-only), renamed by sat_keys.py; its LayerNorms' eps is 1e-6.
+Image-to-video transformers (32 input channels: the noisy latents, then the image's) are accepted.
+
 Refused with what the file is and what to load instead: Stable Diffusion checkpoints, CogVideoX-2B (width 1920,
-30 layers, no rotary embedding), CogVideoX1.5 (temporal patches, `ofs` embedding), CogVideoX-5B-I2V (32 input
-channels, learned position embedding) and the SAT layout (the original training code's files).
+30 layers, no rotary embedding), CogVideoX1.5 (temporal patches, `ofs` embedding), CogVideoX-5B-I2V with its learned
+position embedding (diffusers' release, or CogVideoX's own SAT one: MotionKit does not implement that embedding;
+Tora's SAT I2V builds it but never adds it, so Tora's loads without it), and SAT files with keys no rule maps.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import torch
 
 from ..common import weights
+from . import sat_keys
 from .errors import CogVideoXFileError, WrongCogVideoXModelError
 from .model import CogVideoXConfig, CogVideoXTransformer
 
@@ -48,17 +54,20 @@ def load_cogvideox_files(path: str) -> tuple[CogVideoXConfig, dict[str, torch.Te
         config, name = None, os.path.basename(path)
         sd = weights.tensors(weights.read_weights(path, name, CogVideoXFileError, GET_5B, mmap=True), name,
                              CogVideoXFileError, f"Choose a CogVideoX transformer instead: {GET_5B}.",
-                             wrappers=("state_dict",))
+                             wrappers=("state_dict", "module"))
         sd = strip_wrapper_prefix(sd)
     else:
         raise CogVideoXFileError(f"'{path}' does not exist. To use CogVideoX, {GET_5B}.")
 
+    sat = sat_keys.is_sat(sd)
+    if sat:
+        sd = from_sat(sd, name)
     refuse_other_models(sd, name, config)
     tora = {k: v for k, v in sd.items() if k.startswith(TORA_PREFIXES)}
     sd = {k: v for k, v in sd.items() if not k.startswith(TORA_PREFIXES)}
     inferred = config_from_keys(sd, name)
     if config is None:
-        config = inferred
+        config = replace(inferred, norm_eps=sat_keys.SAT_NORM_EPS) if sat else inferred
     else:
         config = config_from_diffusers(config, os.path.join(name, CONFIG))
         shaped = {f: getattr(config, f) for f in SHAPE_FIELDS}
@@ -139,6 +148,22 @@ def strip_wrapper_prefix(sd: dict) -> dict:
     return sd
 
 
+def from_sat(sd: dict, name: str) -> dict:
+    """A SAT-layout state dict in diffusers' names (sat_keys.py), or WrongCogVideoXModelError when a key has no rule.
+    A learned position embedding comes back as `patch_embed.pos_embedding` (refused by refuse_other_models) unless
+    the checkpoint is Tora's, whose code never adds it."""
+    converted, unknown = sat_keys.sat_to_diffusers(sd)
+    if unknown:
+        raise WrongCogVideoXModelError(
+            f"'{name}' is CogVideoX in the SAT layout (the original training code's files) with {len(unknown)} "
+            f"weights MotionKit cannot map (first: {unknown[0]}): a variant MotionKit does not run (CogVideoX1.5, "
+            f"2B, or another model). Use the diffusers-layout release of the same model, or Tora's SAT "
+            f"checkpoints (CogVideoX-5B). Instead, {GET_5B}.")
+    if sat_keys.has_learned_pe(sd) and not sat_keys.learned_pe_unused(sd):
+        converted["patch_embed.pos_embedding"] = sat_keys.strip_prefix(sd)[sat_keys.LEARNED_PE]
+    return converted
+
+
 # ---- what the file is -----------------------------------------------------------------------------------------------
 
 def refuse_other_models(sd: dict, name: str, config: dict | None) -> None:
@@ -151,21 +176,22 @@ def refuse_other_models(sd: dict, name: str, config: dict | None) -> None:
         sdxl = any(k.startswith("conditioner.") or "label_emb." in k for k in keys)
         other = (f"a Stable Diffusion {'XL' if sdxl else '1.5'} checkpoint or UNet, an image model: load it with "
                  f"Load Checkpoint for images")
-    elif any(".mixins." in k or k.startswith("mixins.") or "query_key_value" in k for k in keys):
-        other = ("CogVideoX in the SAT layout (the original training code's files), which MotionKit does not read: "
-                 "use the diffusers-layout release of the same model")
+    elif sat_keys.is_sat(sd):
+        other = ("CogVideoX in the SAT layout (the original training code's files) with weights MotionKit cannot "
+                 "map: use the diffusers-layout release of the same model")
     elif config.get("_class_name") not in (None,) + CLASSES:
         other = f"a {config['_class_name']}, not the CogVideoX transformer"
     elif config.get("patch_size_t") or config.get("ofs_embed_dim") or any(k.startswith("ofs_embedding.") for k in keys) \
             or getattr(sd.get("patch_embed.proj.weight"), "ndim", 4) == 2:
         other = "CogVideoX1.5 (it patches 2 frames at a time), which MotionKit does not run yet"
-    elif config.get("use_learned_positional_embeddings") or "patch_embed.pos_embedding" in sd or (
-            "patch_embed.proj.weight" in sd and sd["patch_embed.proj.weight"].shape[1] == 32):
-        other = "CogVideoX-5B-I2V (image-to-video), which MotionKit does not run yet"
     elif config.get("use_rotary_positional_embeddings") is False or (
             "patch_embed.proj.weight" in sd and sd["patch_embed.proj.weight"].shape[0] == WIDTH_2B
             and block_count(keys) == LAYERS_2B):
         other = "CogVideoX-2B (no rotary position embedding), which MotionKit does not run"
+    elif config.get("use_learned_positional_embeddings") or "patch_embed.pos_embedding" in sd:
+        other = ("CogVideoX-5B-I2V with its learned position embedding (patch_embed.pos_embedding), which MotionKit "
+                 "does not implement (Tora's image-to-video checkpoint, SAT layout ckpts/tora/i2v/"
+                 "mp_rank_00_model_states.pt, runs without it and loads)")
     elif "patch_embed.proj.weight" not in sd:
         other = "not a CogVideoX transformer (it has no patch_embed.proj.weight)"
     if other:

@@ -3,8 +3,8 @@ from . import model_folders  # noqa: F401  (registers MotionKit's model folders 
 from .animate_anyone import ApplyAnimateAnyone, LoadAnimateAnyone
 from .animatelcm_i2v import AnimateLCMI2VImage
 from .apply_motion_model import ApplyMotionModel
-from .cogvideox import (CogVideoXDecode, CogVideoXDynamicCFG, CogVideoXSampling, CogVideoXTextEncode,
-                        EmptyCogVideoXLatent, LoadCogVideoX, LoadCogVideoXVAE)
+from .cogvideox import (CogVideoXDecode, CogVideoXDynamicCFG, CogVideoXImageToVideo, CogVideoXSampling,
+                        CogVideoXTextEncode, EmptyCogVideoXLatent, LoadCogVideoX, LoadCogVideoXVAE)
 from .context_options import ContextWindows
 from .domain_adapter import ApplyDomainAdapter
 from .load_motion_model import LoadMotionModel
@@ -55,6 +55,7 @@ NODES = [
     ("MotionKitLoadCogVideoXVAE", LoadCogVideoXVAE, "Load CogVideoX VAE 🎞️"),
     ("MotionKitCogVideoXTextEncode", CogVideoXTextEncode, "CogVideoX Text Encode 🎞️"),
     ("MotionKitEmptyCogVideoXLatent", EmptyCogVideoXLatent, "Empty CogVideoX Latent 🎞️"),
+    ("MotionKitCogVideoXImageToVideo", CogVideoXImageToVideo, "CogVideoX Image to Video 🎞️"),
     ("MotionKitCogVideoXSampling", CogVideoXSampling, "CogVideoX Sampling 🎞️"),
     ("MotionKitCogVideoXDynamicCFG", CogVideoXDynamicCFG, "CogVideoX Dynamic CFG 🎞️"),
     ("MotionKitCogVideoXDecode", CogVideoXDecode, "CogVideoX VAE Decode 🎞️"),

@@ -4,8 +4,10 @@ import torch
 import comfy.model_management
 import comfy.samplers
 import comfy.utils
+import node_helpers
 
 from ..cogvideox import comfy_files
+from ..cogvideox.comfy_model import IMAGE_MOMENTS
 from ..cogvideox.comfy_vae import ComfyCogVideoXVAE
 from ..cogvideox.errors import CogVideoXFileError
 from ..cogvideox.guidance import DynamicCFG
@@ -19,13 +21,15 @@ WEIGHT_DTYPES = {"default": None, "bf16": torch.bfloat16, "fp16": torch.float16,
                  "fp32": torch.float32}
 TEMPORAL, SPATIAL = 4, 8
 SAMPLERS = {"dpm (CogVideoX-5B, Tora)": sample_cogvideox_dpm, "ddim (CogVideoX-2B)": sample_cogvideox_ddim}
-DRAW_ORDERS = ("Tora (flow latents, then noise)", "CogVideoX (noise first)")
+DRAW_ORDERS = ("Tora (flow latents, then noise)", "CogVideoX (noise first)", "I2V (image latent, then noise)")
 
 
 class LoadCogVideoX:
-    DESCRIPTION = (f"Loads the CogVideoX-5B text-to-video transformer from {comfy_files.WHERE}: a diffusers folder "
-                   f"(Tora_T2V_diffusers/, or CogVideoX-5b/) or one .safetensors file. Tora's transformer brings its "
-                   f"trajectory modules along, for 'Apply Tora Trajectory'. The MODEL samples with core's samplers "
+    DESCRIPTION = (f"Loads the CogVideoX-5B transformer from {comfy_files.WHERE}: a diffusers folder "
+                   f"(Tora_T2V_diffusers/, or CogVideoX-5b/), one .safetensors file, or Tora's SAT checkpoint "
+                   f"(mp_rank_00_model_states.pt, text or image to video). Tora's transformer brings its "
+                   f"trajectory modules along, for 'Apply Tora Trajectory'; an image-to-video one needs "
+                   f"'CogVideoX Image to Video'. The MODEL samples with core's samplers "
                    f"(v-prediction, zero terminal SNR); for the original's exact steps use 'CogVideoX Sampling'.")
     CATEGORY = CATEGORY
     SEARCH_ALIASES = ["tora", "cogvideox", "cogvideo", "video transformer", "dit"]
@@ -37,7 +41,8 @@ class LoadCogVideoX:
     def INPUT_TYPES(cls):
         return {"required": {
             "model_name": (comfy_files.transformer_choices(), {"tooltip": (
-                f"A diffusers folder (ends in /) or a single-file transformer in {comfy_files.WHERE}.")}),
+                f"A diffusers folder (ends in /), a single-file transformer or a SAT .pt checkpoint in "
+                f"{comfy_files.WHERE}.")}),
             "weight_dtype": (list(WEIGHT_DTYPES), {"default": "default", "tooltip": (
                 "How the weights are stored in memory. default: what ComfyUI picks for your GPU (bf16 where "
                 "supported). fp8_e4m3fn halves the memory of bf16, computing in bf16.")}),
@@ -114,6 +119,14 @@ class CogVideoXTextEncode:
         return (cogvideox_conditioning(clip, text),)
 
 
+def latent_shape(node: str, width: int, height: int, frames: int, batch_size: int) -> list[int]:
+    if (frames - 1) % TEMPORAL:
+        below, above = frames - (frames - 1) % TEMPORAL, frames - (frames - 1) % TEMPORAL + TEMPORAL
+        raise CogVideoXFileError(f"{node}: {frames} frames is not 4k + 1 (CogVideoX's VAE makes 4 frames per latent "
+                                 f"frame after the first). Use {below} or {above}.")
+    return [batch_size, 16, (frames - 1) // TEMPORAL + 1, height // SPATIAL, width // SPATIAL]
+
+
 class EmptyCogVideoXLatent:
     DESCRIPTION = ("An empty CogVideoX latent for a video of the given size: frames must be 4k + 1 (49 is the "
                    "original's: 13 latent frames). Tora was trained at 480x720.")
@@ -133,12 +146,48 @@ class EmptyCogVideoXLatent:
         }}
 
     def generate(self, width, height, frames, batch_size):
-        if (frames - 1) % TEMPORAL:
-            below, above = frames - (frames - 1) % TEMPORAL, frames - (frames - 1) % TEMPORAL + TEMPORAL
-            raise CogVideoXFileError(f"Empty CogVideoX Latent: {frames} frames is not 4k + 1 (CogVideoX's VAE makes 4 "
-                                     f"frames per latent frame after the first). Use {below} or {above}.")
-        shape = [batch_size, 16, (frames - 1) // TEMPORAL + 1, height // SPATIAL, width // SPATIAL]
+        shape = latent_shape("Empty CogVideoX Latent", width, height, frames, batch_size)
         return ({"samples": torch.zeros(shape, device=comfy.model_management.intermediate_device())},)
+
+
+class CogVideoXImageToVideo:
+    DESCRIPTION = ("Starts the video from an image, as CogVideoX's and Tora's image-to-video pipelines do: the image "
+                   "is resized to the video size (stretched, Lanczos), encoded by the VAE, and given to the "
+                   "transformer with the noisy latent (its first frame; zeros after). Needs an image-to-video "
+                   "transformer (Tora's I2V). The VAE's sample of the image is drawn from the sampling seed before "
+                   "the noise: use 'CogVideoX Sampling' with draw order I2V for the pipeline's numbers.")
+    CATEGORY = CATEGORY
+    SEARCH_ALIASES = ["cogvideox i2v", "tora i2v", "image to video", "start image"]
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT")
+    RETURN_NAMES = ("positive", "negative", "latent")
+    OUTPUT_TOOLTIPS = ("The positive prompt with the start image.", "The negative prompt with the same image.",
+                       "An empty video latent of the given size: the sampler's latent_image.")
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "positive": ("CONDITIONING", {"tooltip": "From 'CogVideoX Text Encode'."}),
+            "negative": ("CONDITIONING", {"tooltip": "From 'CogVideoX Text Encode' (Tora: an empty prompt)."}),
+            "vae": ("COGVIDEOX_VAE", {"tooltip": "From 'Load CogVideoX VAE': it encodes the start image."}),
+            "start_image": ("IMAGE", {"tooltip": "The video's first frame (the first image of a batch is used)."}),
+            "width": ("INT", {"default": 720, "min": 16, "max": 2048, "step": 16, "tooltip": "Pixels; Tora: 720."}),
+            "height": ("INT", {"default": 480, "min": 16, "max": 2048, "step": 16, "tooltip": "Pixels; Tora: 480."}),
+            "frames": ("INT", {"default": 49, "min": 1, "max": 1025, "step": 4, "tooltip": (
+                "Video frames, 4k + 1 (1, 5, 9, ... 49). The model was trained on 49.")}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": 64, "tooltip": "Videos sampled at once."}),
+        }}
+
+    def encode(self, positive, negative, vae, start_image, width, height, frames, batch_size):
+        shape = latent_shape("CogVideoX Image to Video", width, height, frames, batch_size)
+        image = start_image[:1, :, :, :3]
+        if tuple(image.shape[1:3]) != (height, width):  # the pipeline's PIL resize, no crop
+            image = comfy.utils.common_upscale(image.movedim(-1, 1), width, height, "lanczos", "disabled").movedim(1, -1)
+        mean, logvar = vae.encode_distribution(image)
+        moments = {IMAGE_MOMENTS: torch.cat([mean, logvar], dim=1)}
+        latent = {"samples": torch.zeros(shape, device=comfy.model_management.intermediate_device())}
+        return (node_helpers.conditioning_set_values(positive, moments),
+                node_helpers.conditioning_set_values(negative, moments), latent)
 
 
 class CogVideoXSampling:
@@ -162,13 +211,19 @@ class CogVideoXSampling:
             "sampler": (list(SAMPLERS), {"tooltip": "dpm: CogVideoX-5B's and Tora's scheduler. ddim: the 2B's."}),
             "draw_order": (list(DRAW_ORDERS), {"tooltip": (
                 "Tora's pipeline draws its flow latents from the generator before the noise; plain CogVideoX draws "
-                "the noise first. Match the MODEL: Tora when 'Apply Tora Trajectory' is used.")}),
+                "the noise first; image-to-video pipelines (CogVideoX's and Tora's) draw the start image's latent "
+                "first. Match the MODEL: Tora when 'Apply Tora Trajectory' is used on text to video, I2V with "
+                "'CogVideoX Image to Video'.")}),
         }}
 
     def get(self, seed, steps, sampler, draw_order):
-        def draws(shape):  # the pipeline's draws before the scheduler's: flow latents (same shape), the noise
+        def draws(shape):  # the pipeline's draws before the scheduler's, the noise last
             one = pipeline_shape(shape)
-            return (one, one) if draw_order == DRAW_ORDERS[0] else (one,)
+            if draw_order == DRAW_ORDERS[0]:
+                return (one, one)  # flow latents (same shape), noise
+            if draw_order == DRAW_ORDERS[2]:
+                return ((1, shape[1], 1, shape[3], shape[4]), one)  # one start image's VAE sample, noise
+            return (one,)
 
         noise = _Noise(seed, draws)
         function = SAMPLERS[sampler]

@@ -10,8 +10,8 @@ class ApplyToraTrajectory:
     DESCRIPTION = ("Makes a Tora MODEL follow a trajectory: the paths become Tora's flow video, the VAE encodes it, "
                    "and Tora's modules steer every transformer block, as Tora's pipeline does. Draw the paths with "
                    "'Trajectory' at the video's size (720x480, 49 frames for Tora); another size or frame count is "
-                   "encoded again with a warning. Sample with 'CogVideoX Sampling' (draw order Tora) for the "
-                   "original's numbers, or with any core sampler.")
+                   "encoded again with a warning. Sample with 'CogVideoX Sampling' (draw order Tora; I2V after "
+                   "'CogVideoX Image to Video') for the original's numbers, or with any core sampler.")
     CATEGORY = "MotionKit/Trajectory"
     SEARCH_ALIASES = ["tora", "trajectory", "motion path", "cogvideox trajectory"]
     RETURN_TYPES = ("MODEL",)

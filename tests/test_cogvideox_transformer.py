@@ -207,7 +207,8 @@ def test_other_models_are_refused(tmp_path, kind, says):
                                                           "patch_embed.pos_embedding": torch.zeros(1, 4, 8)}),
         "sat": lambda: fake(tmp_path, "sat.safetensors",
                             {"model.diffusion_model.mixins.patch_embed.proj.weight": z,
-                             "model.diffusion_model.transformer.layers.0.attention.query_key_value.weight": z}),
+                             "model.diffusion_model.transformer.layers.0.attention.query_key_value.weight": z,
+                             "model.diffusion_model.mixins.ofs_embed.0.weight": z}),  # CogVideoX1.5's: no rule
         "vae": lambda: fake(tmp_path, "vae", {"encoder.conv_in.conv.weight": z},
                             {"_class_name": "AutoencoderKLCogVideoX"}),
     }

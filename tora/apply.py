@@ -8,6 +8,12 @@ What Tora's pipeline does at each run (diffusers-version/inference.py, MODEL_NOT
 * the extractor turns those latents into one feature set per block, and each block's fuser modulates the video
   tokens after norm1: the transformer's "cogvideox_video_tokens" patch point (cogvideox/model.py).
 strength scales the fuser's change of the tokens (1 = Tora's); outside start/end percent the tokens pass unchanged.
+
+Image to video (Tora's I2V checkpoint with 'CogVideoX Image to Video'): Tora's i2v_pipeline.py draws the start
+image's latent from the generator first, then encodes the flow video SAMPLING WITHOUT the generator (torch's global
+random state), then draws the noise. Here the flow latents are still drawn from a generator seeded with the seed (the
+image's sample is drawn the same way, cogvideox/comfy_model.py), so they are other numbers than that pipeline's, which
+are not reproducible from its seed alone; the noise and the scheduler's draws are the pipeline's (draw order I2V).
 """
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ Tora's ToraTransformer3DModel is CogVideoX's transformer plus two attributes, so
   (n < 2 x layers),
 * `fuser.{i}.flow_{gamma,beta}_{spatial,temporal}.{weight,bias}`, `fuser.{i}.flow_cond_norm.{weight,bias}` (i < layers).
 (1598 keys for the published CogVideoX-5B Tora; tests/tora_keys.json.) The sizes are read from the keys.
+Tora's SAT checkpoints (ckpts/tora/{t2v,i2v}/mp_rank_00_model_states.pt) hold the same modules, the fusers under
+`mixins.adaln_layer.fuser_list.{i}.`: renamed to `fuser.{i}.` (cogvideox/sat_keys.py).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import re
 
 import torch
 
+from ..cogvideox.sat_keys import fuser_sat_to_diffusers
 from .errors import NotToraFileError, ToraError
 from .model import ToraConfig, ToraModules
 
@@ -31,9 +34,9 @@ def _prefix(sd: dict) -> str | None:
 
 def _not_tora(sd: dict, source: str) -> NotToraFileError:
     keys = list(sd)
-    if any(".fuser_list." in k or k.startswith("fuser_list.") for k in keys):
-        what = ("Tora's SAT-layout checkpoint; MotionKit reads the diffusers-layout Tora transformer "
-                "(transformer/diffusion_pytorch_model*.safetensors of Tora's diffusers release)")
+    if any(".fuser_list." in k or k.startswith(("fuser_list.", "fuser.")) or ".fuser." in k for k in keys):
+        what = ("Tora's fusers without its trajectory extractor (no traj_extractor.* keys): the file is incomplete. "
+                "Download Tora's transformer (diffusers folder or SAT checkpoint) again")
     elif any("transformer_blocks." in k and ".attn1." in k for k in keys):
         what = ("a CogVideoX transformer without Tora's modules (no traj_extractor.* / fuser.* keys). Pick Tora's "
                 "transformer (diffusers layout) instead")
@@ -43,7 +46,9 @@ def _not_tora(sd: dict, source: str) -> NotToraFileError:
 
 
 def split_tora(sd: dict, source: str = "the transformer file") -> tuple[dict, dict]:
-    """(Tora's keys with Tora's names, the other keys unchanged); NotToraFileError when Tora's are absent."""
+    """(Tora's keys with Tora's names, the other keys unchanged); NotToraFileError when Tora's are absent. SAT
+    fusers (`...mixins.adaln_layer.fuser_list.{i}.`) come back as `fuser.{i}.`."""
+    sd = fuser_sat_to_diffusers(sd)
     prefix = _prefix(sd)
     if prefix is None:
         raise _not_tora(sd, source)

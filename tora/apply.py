@@ -97,6 +97,7 @@ class ToraRun:
     end_percent: float = 1.0
     start_sigma: float = float("inf")
     end_sigma: float = 0.0
+    image_to_video: bool = False  # the transformer takes a start image (Tora's I2V)
     guidance: ToraGuidance | None = None
     moments: dict = field(default_factory=dict)  # (frames, width, height) -> the flow video's (mean, logvar)
 
@@ -125,6 +126,9 @@ class ToraRun:
         # drawn in float32, as the noise and the sampler draw (cogvideox/sampler.py): the pipeline's order in fp32;
         # Tora's own inference runs in bf16, whose draws are other numbers
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        if self.image_to_video:  # the seed's first draw is the start image's sample (cogvideox/comfy_model.py); Tora's
+            b, c, _, h, w = latent_shape  # i2v pipeline draws its flow latents unseeded: here they follow that draw
+            torch.randn((1, c, 1, h, w), generator=generator)
         return CogVideoXVAE.sample(mean.float(), logvar.float(), generator) * self.vae.config.scaling_factor
 
     def patch(self, h: torch.Tensor, info: dict) -> torch.Tensor:
@@ -141,6 +145,8 @@ def apply_tora(model_patcher, trajectory: Trajectory, vae, strength: float = 1.0
         raise ToraError(f"Apply Tora Trajectory: start_percent ({start_percent}) is after end_percent "
                         f"({end_percent}); set start_percent below end_percent.")
     run = ToraRun(modules_of(model_patcher), trajectory, vae, strength, start_percent, end_percent)
+    config = model_patcher.model.diffusion_model.config
+    run.image_to_video = config.in_channels > config.out_channels
 
     def outer_sample(executor, *args, **kwargs):
         noise = args[0]

@@ -30,21 +30,25 @@ VAE = dict(block_out_channels=(8, 16, 16, 16), latent_channels=16, layers_per_bl
            sample_height=64, sample_width=64, scaling_factor=0.7)
 
 
-def _randomise(module: torch.nn.Module, seed: int) -> dict:
-    """Every weight random (norms near 1, running variances positive), so each layer matters."""
+def randomised(module: torch.nn.Module, seed: int, spread: float = 0.1) -> torch.nn.Module:
+    """Every weight random (norms near 1, running variances positive), so each layer matters; in eval mode."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
             if p.ndim > 1:
                 p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
             elif name.endswith("weight") and ("norm" in name or ".bn" in name):
-                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+                p.copy_(1 + spread * torch.randn(p.shape, generator=g))
             else:
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+                p.copy_(spread * torch.randn(p.shape, generator=g))
         for name, b in module.named_buffers():
             if name.endswith("running_var"):
                 b.copy_(0.5 + torch.rand(b.shape, generator=g))
-    return {k: v.contiguous() for k, v in module.state_dict().items()}
+    return module.eval()
+
+
+def _randomise(module: torch.nn.Module, seed: int) -> dict:
+    return {k: v.contiguous() for k, v in randomised(module, seed).state_dict().items()}
 
 
 def write_tora_folder(root: Path, seed: int = 0, tora: bool = True, in_channels: int = 16) -> Path:

@@ -9,14 +9,8 @@ import pytest
 import torch
 
 import comfy_env
+from cogvideox_runs import PUBLISHED_SCHEDULER as PUBLISHED_CONFIG
 
-# CogVideoX-5B's scheduler/scheduler_config.json (Tora's diffusers weights ship the same).
-PUBLISHED_CONFIG = {
-    "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False,
-    "clip_sample_range": 1.0, "num_train_timesteps": 1000, "prediction_type": "v_prediction",
-    "rescale_betas_zero_snr": True, "sample_max_value": 1.0, "set_alpha_to_one": True, "snr_shift_scale": 1.0,
-    "steps_offset": 0, "timestep_spacing": "trailing", "trained_betas": None,
-}
 
 
 def scheduler(kind="dpm"):

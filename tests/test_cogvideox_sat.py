@@ -4,9 +4,7 @@ rules from diffusers 0.42.1's own CogVideoXTransformer3DModel (image-to-video: 3
 embedding) and Tora's modules comes back as exactly that state dict, and runs as diffusers does; the refusals."""
 from __future__ import annotations
 
-import math
 import os
-import re
 from types import SimpleNamespace
 
 import pytest
@@ -34,19 +32,7 @@ P = sat_keys.PREFIX  # the inverse of the rules is tests/cogvideox_files.sat_sta
 
 
 def randomised(module, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.ndim > 1:
-                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
-            elif name.endswith("weight") and ("norm" in name or ".bn" in name):
-                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.2 * torch.randn(p.shape, generator=g))
-        for name, b in module.named_buffers():
-            if name.endswith("running_var"):
-                b.copy_(0.5 + torch.rand(b.shape, generator=g))
-    return module.eval()
+    return cogvideox_files.randomised(module, seed, spread=0.2)
 
 
 @pytest.fixture(scope="module")

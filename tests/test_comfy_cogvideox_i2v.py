@@ -7,23 +7,15 @@ Ours: Load CogVideoX's load_model, CogVideoX Image to Video (start image -> cond
 Sampling (draw order I2V: the image's VAE sample first, then the noise), CogVideoX Dynamic CFG, core's
 CFGGuider.sample. Theirs: the pipeline with the image as a PIL image at the video size (no resize on either side),
 prompt embeddings passed in, generator seeded once, output_type "latent"."""
-import importlib
 
-import numpy as np
 import pytest
 import torch
 
 import cogvideox_files
+from cogvideox_runs import PUBLISHED_SCHEDULER, SAMPLER, as_pipelines, guided_sample, nodes, relative
 import comfy_env
 
 SEED, STEPS, FRAMES, SIZE, CFG = 42, 3, 9, 64, 6.0
-PUBLISHED_SCHEDULER = {  # CogVideoX-5B(-I2V)'s scheduler/scheduler_config.json
-    "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False,
-    "clip_sample_range": 1.0, "num_train_timesteps": 1000, "prediction_type": "v_prediction",
-    "rescale_betas_zero_snr": True, "sample_max_value": 1.0, "set_alpha_to_one": True, "snr_shift_scale": 1.0,
-    "steps_offset": 0, "timestep_spacing": "trailing", "trained_betas": None,
-}
-DPM = "dpm (CogVideoX-5B, Tora)"
 I2V_ORDER = "I2V (image latent, then noise)"
 
 pytestmark = pytest.mark.comfyui
@@ -75,12 +67,7 @@ def vae(env):
     return ComfyCogVideoXVAE.from_file(str(env[0] / "vae"), dtype=torch.float32)
 
 
-def nodes():
-    return importlib.import_module("motionkit.nodes.cogvideox")
-
-
 def ours(model, vae, env, draw_order=I2V_ORDER, steps=STEPS, image=True):
-    import comfy.samplers
     _, positive, negative, pixels = env
     cv = nodes()
     model = cv.CogVideoXDynamicCFG().patch(model)[0]
@@ -91,19 +78,7 @@ def ours(model, vae, env, draw_order=I2V_ORDER, steps=STEPS, image=True):
                                                                        FRAMES, 1)
     else:
         latent = cv.EmptyCogVideoXLatent().generate(SIZE, SIZE, FRAMES, 1)[0]
-    noise, sampler, sigmas = cv.CogVideoXSampling().get(SEED, steps, DPM, draw_order)
-    guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds(positive, negative)
-    guider.set_cfg(CFG)
-    return guider.sample(noise.generate_noise(latent), latent["samples"], sampler, sigmas, seed=noise.seed)
-
-
-def as_pipelines(latent, scaling_factor):
-    return latent.permute(0, 2, 1, 3, 4) * scaling_factor
-
-
-def relative(a, b):
-    return float((a - b).abs().max() / b.abs().max())
+    return guided_sample(model, positive, negative, latent, SEED, steps, SAMPLER["dpm"], draw_order, CFG)
 
 
 @pytest.fixture(scope="module")

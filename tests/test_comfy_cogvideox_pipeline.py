@@ -10,23 +10,16 @@ first)'), CogVideoX Dynamic CFG, core's CFGGuider.sample (what SamplerCustomAdva
 Layouts and scales: the pipeline's latents are [B, T, C, H, W] in the transformer's (scaled) space; CFGGuider.sample
 returns ComfyUI's LATENT, [B, C, T, H, W] after process_latent_out (÷ the VAE's scaling factor 0.7), the space the
 VAE decodes. The comparison maps ours to the pipeline's."""
-import importlib
 
 import pytest
 import torch
 
 import cogvideox_files
+from cogvideox_runs import PUBLISHED_SCHEDULER, SAMPLER, as_pipelines, guided_sample, nodes, relative
 import comfy_env
 
 SEED, STEPS, FRAMES, SIZE, CFG = 42, 4, 9, 64, 6.0
-PUBLISHED_SCHEDULER = {  # CogVideoX-5B's scheduler/scheduler_config.json
-    "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False,
-    "clip_sample_range": 1.0, "num_train_timesteps": 1000, "prediction_type": "v_prediction",
-    "rescale_betas_zero_snr": True, "sample_max_value": 1.0, "set_alpha_to_one": True, "snr_shift_scale": 1.0,
-    "steps_offset": 0, "timestep_spacing": "trailing", "trained_betas": None,
-}
 DRAW_NOISE_FIRST = "CogVideoX (noise first)"
-SAMPLER = {"dpm": "dpm (CogVideoX-5B, Tora)", "ddim": "ddim (CogVideoX-2B)"}
 
 pytestmark = pytest.mark.comfyui
 
@@ -73,32 +66,14 @@ def model(env):
     return load_model(str(root), "cogvideox_tiny/", dtype=torch.float32)
 
 
-def nodes():
-    return importlib.import_module("motionkit.nodes.cogvideox")
-
-
 def ours(model, env, kind, dynamic, draw_order=DRAW_NOISE_FIRST, steps=STEPS):
     """The LATENT CFGGuider.sample returns (ComfyUI's layout and space)."""
-    import comfy.samplers
     _, positive, negative = env
-    cv = nodes()
     if dynamic:
-        model = cv.CogVideoXDynamicCFG().patch(model)[0]
-    latent = cv.EmptyCogVideoXLatent().generate(SIZE, SIZE, FRAMES, 1)[0]
-    noise, sampler, sigmas = cv.CogVideoXSampling().get(SEED, steps, SAMPLER[kind], draw_order)
-    guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds([[positive, {}]], [[negative, {}]])
-    guider.set_cfg(CFG)
-    return guider.sample(noise.generate_noise(latent), latent["samples"], sampler, sigmas, seed=noise.seed)
-
-
-def as_pipelines(latent, scaling_factor):
-    """ComfyUI's LATENT [B, C, T, H, W] (VAE space) -> the pipeline's [B, T, C, H, W] (transformer space)."""
-    return latent.permute(0, 2, 1, 3, 4) * scaling_factor
-
-
-def relative(a, b):
-    return float((a - b).abs().max() / b.abs().max())
+        model = nodes().CogVideoXDynamicCFG().patch(model)[0]
+    latent = nodes().EmptyCogVideoXLatent().generate(SIZE, SIZE, FRAMES, 1)[0]
+    return guided_sample(model, [[positive, {}]], [[negative, {}]], latent, SEED, steps, SAMPLER[kind], draw_order,
+                         CFG)
 
 
 @pytest.fixture(scope="module")

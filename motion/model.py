@@ -148,7 +148,8 @@ class MotionModule(nn.Module):
                 dtype: torch.dtype | None = None) -> torch.Tensor:
         """`scale` blends the motion in: x + scale·delta (1 = as trained, 0 = identity).
 
-        It may be a per-frame tensor of shape [frames]. `feature` (AnimateLCM-I2V's image features, §4.7)
+        It may be a per-frame tensor of shape [frames], or per frame and pixel [frames, 1, H, W] (a resized
+        motion-scale mask, motion.regional). `feature` (AnimateLCM-I2V's image features, §4.7)
         is added to the module's input; it counts as part of what the motion model adds, so `scale`
         blends it too: x + scale·(feature + delta(x + feature)).
 
@@ -161,8 +162,10 @@ class MotionModule(nn.Module):
         delta = delta.to(x.dtype)  # a no-op unless `dtype` differs
         if feature is not None:
             delta = feature + delta
-        if isinstance(scale, torch.Tensor):
+        if isinstance(scale, torch.Tensor) and scale.ndim == 1:  # per frame
             scale = rearrange(cast(scale, x).repeat(x.shape[0] // frames), "n -> n 1 1 1")
+        elif isinstance(scale, torch.Tensor):  # per frame and pixel, [frames, 1, H, W]: the same in every cond chunk
+            scale = cast(scale, x).repeat(x.shape[0] // frames, 1, 1, 1)
         elif scale == 1.0:
             return x + delta
         return x + delta * scale

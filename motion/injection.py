@@ -26,7 +26,7 @@ from torch import nn
 from .errors import IncompatibleModelError, TooManyFramesError
 from .formats import MotionModelInfo
 from .model import POOLED, MotionModel
-from .regional import block_scale, log_mask_notes, masked_scale
+from .regional import attention_key_scale, block_scale, log_mask_notes, masked_scale
 
 from ..common.patch import new_key, patched_clone
 from ..common.unet_call import frames_in_call, in_sigma_range, transformer_options_of, window_frames
@@ -51,6 +51,9 @@ class MotionSettings:
     mask: object = None
     # {"down"|"mid"|"up": factor}: multiplies the scale of that UNet block group's motion modules (None = 1 each)
     block_scales: dict | None = None
+    # multiplies the motion modules' attention keys (ADE's scale_multival), and a MotionMask of it per pixel and frame
+    attention_scale: float = 1.0
+    attention_mask: object = None
 
 
 def in_range(settings: MotionSettings, transformer_options: dict) -> bool:
@@ -116,7 +119,10 @@ class MotionLayer(nn.Module):
         if mask is not None:
             scale = masked_scale(scale, mask, window_frames(transformer_options, frames) or list(range(frames)), x)
         feature = transformer_options.get(IMAGE_FEATURES, {}).get(self.module)
-        return self.module(x, frames, self.app.info.module_norm, scale, feature, self.app.dtype)
+        key_scale = attention_key_scale(s, frames, transformer_options, x)
+        if key_scale is None:
+            return self.module(x, frames, self.app.info.module_norm, scale, feature, self.app.dtype)
+        return self.module(x, frames, self.app.info.module_norm, scale, feature, self.app.dtype, key_scale)
 
     def forward(self, x):  # only reached if ComfyUI ever calls the layer without our patch
         raise RuntimeError("MotionKit motion layer called without transformer_options; this ComfyUI version "
@@ -336,6 +342,7 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
 
     def check(noise, executor):  # before anything is loaded for sampling
         log_mask_notes(settings.mask, name, noise)
+        log_mask_notes(settings.attention_mask, name, noise)
         handler = executor.class_obj.model_options.get("context_handler")
         length = getattr(handler, "context_length", None)
         if length is not None:  # windows of `length` frames, or all frames in one pass when they fit in one

@@ -58,11 +58,21 @@ class ApplyMotionModel:
                                    "tooltip": "Motion scale of the up (decoder) blocks' motion modules, times "
                                               "motion_scale. These carry the motion down to fine detail; lower keeps "
                                               "textures steadier from frame to frame."}),
+            "attention_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.01,
+                                          "tooltip": "How sharply each frame follows the frames it attends to "
+                                                     "(AnimateDiff-Evolved's scale): below 1 every frame blends more "
+                                                     "evenly with all the others, so motion gets smoother and vaguer; "
+                                                     "0 = an even blend of all frames (not a still picture: use "
+                                                     "motion_scale 0 for that); above 1 sharper. 1 = as trained."}),
+            "attention_scale_mask": ("MASK", {
+                "tooltip": "Optional attention_scale per region and frame: white = attention_scale, black = 0 (that "
+                           "region blends all frames evenly), grey in between. One mask for all frames or one per "
+                           "frame; resized to the latent (AnimateDiff-Evolved's scale mask)."}),
         }}
 
     def apply(self, model, motion_model, motion_scale, start_percent, end_percent, noise_schedule, motion_lora=None,
               motion_scale_schedule=None, precision=motion_precision.AUTO, motion_scale_mask=None, down_scale=1.0,
-              mid_scale=1.0, up_scale=1.0):
+              mid_scale=1.0, up_scale=1.0, attention_scale=1.0, attention_scale_mask=None):
         if start_percent > end_percent:
             raise ValueError(f"start_percent ({start_percent}) is after end_percent ({end_percent}); "
                              f"set start_percent lower than end_percent.")
@@ -71,6 +81,9 @@ class ApplyMotionModel:
         settings = MotionSettings(scale=motion_scale, start_percent=start_percent, end_percent=end_percent,
                                   schedule=motion_scale_schedule,
                                   mask=MotionMask(motion_scale_mask) if motion_scale_mask is not None else None,
-                                  block_scales={"down": down_scale, "mid": mid_scale, "up": up_scale})
+                                  block_scales={"down": down_scale, "mid": mid_scale, "up": up_scale},
+                                  attention_scale=attention_scale,
+                                  attention_mask=(MotionMask(attention_scale_mask, "attention_scale_mask")
+                                                  if attention_scale_mask is not None else None))
         return (apply_motion_model(model, motion_model.model, motion_model.info, motion_model.name, settings, sampling,
                                    loras=motion_lora or (), precision=precision),)

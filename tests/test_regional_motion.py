@@ -169,8 +169,55 @@ def test_node_keeps_its_inputs_and_appends_optional_ones():
     assert list(types["required"]) == ["model", "motion_model", "motion_scale", "start_percent", "end_percent",
                                        "noise_schedule"]
     assert list(types["optional"]) == ["motion_lora", "motion_scale_schedule", "precision", "motion_scale_mask",
-                                       "down_scale", "mid_scale", "up_scale"]
-    for name in ("motion_scale_mask", "down_scale", "mid_scale", "up_scale"):
+                                       "down_scale", "mid_scale", "up_scale", "attention_scale",
+                                       "attention_scale_mask"]
+    for name in ("motion_scale_mask", "down_scale", "mid_scale", "up_scale", "attention_scale",
+                 "attention_scale_mask"):
         assert len(types["optional"][name][1]["tooltip"]) > 60
-    for name in ("down_scale", "mid_scale", "up_scale"):
+    for name in ("down_scale", "mid_scale", "up_scale", "attention_scale"):
         assert types["optional"][name][1]["default"] == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# attention scale: ADE's scale_multival multiplies every temporal attention's keys
+
+def ade_key_scale(mask, full_length, video_length, batch, height, width, sub_idxs=None):
+    """ADE TemporalTransformer3DModel.get_scale_mask: (batched·h·w, frames, 1), the window's frames."""
+    m = F.interpolate(mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1])), size=(height, width), mode="bilinear")
+    m = torch.cat([m] + [m[-1:]] * (full_length - m.shape[0])) if m.shape[0] < full_length else m[:full_length]
+    frames, channel = m.shape[0], m.shape[1]
+    m = m.permute(0, 2, 3, 1).reshape(frames, height * width, channel).permute(1, 0, 2)
+    m = torch.cat([m] * (batch // video_length), dim=0)
+    return m[:, sub_idxs, :] if sub_idxs is not None else m
+
+
+def test_attention_scale_mask_is_ades_masked_scale():
+    from reference import reference_module
+    sd = module_weights(channels=CHANNELS, seed=12)
+    module = make_module(sd, channels=CHANNELS)
+    x = frames_input(batch=2, frames=4, channels=CHANNELS, size=SIZE, seed=13)
+    mask = random_mask(10, seed=14) * 2.0
+    window = [5, 6, 7, 8]
+    options = {**COND_UNCOND, "context_window": SimpleNamespace(index_list=window)}
+    with torch.no_grad():
+        out = layer(module, attention_scale=0.8, attention_mask=MotionMask(mask, "attention_scale_mask")).run(x, options)
+        expected = reference_module(sd, x, 4, pooled=False,
+                                    key_scale=0.8 * ade_key_scale(mask, 12, 4, 8, SIZE, SIZE, window)).float()
+        plain = module(x, 4)
+    effect = (plain - x).abs().max()
+    assert (out - expected).abs().max() <= 1e-4 * effect
+    assert (out - plain).abs().max() > 1e-2 * effect, "the key scale must change the motion"
+
+
+def test_attention_scale_number_and_all_ones_mask():
+    from reference import reference_module
+    sd = module_weights(channels=CHANNELS, seed=15)
+    module = make_module(sd, channels=CHANNELS)
+    x = frames_input(batch=1, frames=4, channels=CHANNELS, size=SIZE, seed=16)
+    with torch.no_grad():
+        zero = layer(module, attention_scale=0.0).run(x, {})
+        ones = layer(module, attention_mask=MotionMask(torch.ones(1, 8, 8), "attention_scale_mask")).run(x, {})
+        plain = layer(module).run(x, {})
+    torch.testing.assert_close(zero, reference_module(sd, x, 4, False, key_scale=0.0).float(), rtol=0, atol=1e-4)
+    assert (zero - x).abs().max() > 0.1, "attention scale 0 averages the frames: still motion, unlike motion_scale 0"
+    assert torch.equal(ones, plain)

@@ -221,3 +221,12 @@ def test_attention_scale_number_and_all_ones_mask():
     torch.testing.assert_close(zero, reference_module(sd, x, 4, False, key_scale=0.0).float(), rtol=0, atol=1e-4)
     assert (zero - x).abs().max() > 0.1, "attention scale 0 averages the frames: still motion, unlike motion_scale 0"
     assert torch.equal(ones, plain)
+
+
+def test_notes_are_logged_before_sampling(caplog):
+    from motionkit.motion.regional import log_mask_notes
+    with caplog.at_level("WARNING"):
+        log_mask_notes(MotionMask(torch.ones(3, 64, 64), "attention_scale_mask"), "mm.ckpt", torch.zeros(8, 4, 8, 8))
+        log_mask_notes(MotionMask(torch.ones(8, 64, 64)), "mm.ckpt", torch.zeros(8, 4, 8, 8))  # fits: nothing
+    assert len(caplog.records) == 1
+    assert "'mm.ckpt'" in caplog.text and "attention_scale_mask has 3 frames" in caplog.text

@@ -138,7 +138,7 @@ class TemporalTransformer(nn.Module):
         h = self.proj_in(h)
         pe = sinusoidal_table(frames, self.channels, device=h.device, dtype=h.dtype)
         if isinstance(key_scale, torch.Tensor):
-            key_scale = rearrange(key_scale, "(b f) 1 h w -> (b h w) f 1", f=frames).contiguous()  # k keeps its layout
+            key_scale = rearrange(key_scale, "(b f) 1 h w -> (b h w) f 1", f=frames).contiguous()
         for block in self.transformer_blocks:
             h = block(h, pe, key_scale)
         h = self.proj_out(h)

@@ -96,6 +96,15 @@ class MotionMask:
         return out
 
 
+@dataclass(eq=False)
+class RegionalMotion:
+    """What the 'Regional Motion' node sets for 'Apply Motion Model' (see the module's doc)."""
+    mask: MotionMask | None = None
+    block_scales: dict = field(default_factory=lambda: {"down": 1.0, "mid": 1.0, "up": 1.0})
+    attention_scale: float = 1.0
+    attention_mask: MotionMask | None = None
+
+
 def log_mask_notes(mask: MotionMask | None, name: str, latent: torch.Tensor) -> None:
     """Log what does not fit, once per sampling run (latent: [frames, C, h, w])."""
     if mask is None or latent.ndim != 4:

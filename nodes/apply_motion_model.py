@@ -1,7 +1,8 @@
 """Apply Motion Model: a MODEL that animates the frames of its latent batch."""
+import dataclasses
+
 from ..motion import precision as motion_precision
 from ..motion.injection import MotionSettings, apply_motion_model
-from ..motion.regional import MotionMask
 from ..sampling import schedules
 
 
@@ -42,48 +43,24 @@ class ApplyMotionModel:
                            "unless you want speed). bf16 = faster where the hardware has bf16 instructions, "
                            "slower on CPUs without them, and a little less exact (figures: README, Apply Motion "
                            "Model). fp16 = GPUs only. fp32 = full precision under an fp16/bf16 model."}),
-            "motion_scale_mask": ("MASK", {
-                "tooltip": "Optional regional motion: where the picture moves. White (1) moves as motion_scale says, "
-                           "black (0) stays still (plain images there), grey blends. One mask for all frames, or one "
-                           "per frame (a batch; a shorter batch holds its last frame). Multiplies motion_scale and "
-                           "the schedule; resized to the latent (AnimateDiff-Evolved's effect mask)."}),
-            "down_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.01,
-                                     "tooltip": "Motion scale of the down (encoder) blocks' motion modules, times "
-                                                "motion_scale. These shape the coarse, large-scale movement; 0 turns "
-                                                "them off."}),
-            "mid_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.01,
-                                    "tooltip": "Motion scale of the middle block's motion module (v2 and SDXL models "
-                                               "have one), times motion_scale: the coarsest, most global motion."}),
-            "up_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.01,
-                                   "tooltip": "Motion scale of the up (decoder) blocks' motion modules, times "
-                                              "motion_scale. These carry the motion down to fine detail; lower keeps "
-                                              "textures steadier from frame to frame."}),
-            "attention_scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.01,
-                                          "tooltip": "How sharply each frame follows the frames it attends to "
-                                                     "(AnimateDiff-Evolved's scale): below 1 every frame blends more "
-                                                     "evenly with all the others, so motion gets smoother and vaguer; "
-                                                     "0 = an even blend of all frames (not a still picture: use "
-                                                     "motion_scale 0 for that); above 1 sharper. 1 = as trained."}),
-            "attention_scale_mask": ("MASK", {
-                "tooltip": "Optional attention_scale per region and frame: white = attention_scale, black = 0 (that "
-                           "region blends all frames evenly), grey in between. One mask for all frames or one per "
-                           "frame; resized to the latent (AnimateDiff-Evolved's scale mask)."}),
+            "regional_motion": ("MOTION_REGION", {
+                "tooltip": "Optional, from 'Regional Motion': a mask for where the picture moves, per-block motion "
+                           "scales and the temporal attention's scale."}),
         }}
 
     def apply(self, model, motion_model, motion_scale, start_percent, end_percent, noise_schedule, motion_lora=None,
-              motion_scale_schedule=None, precision=motion_precision.AUTO, motion_scale_mask=None, down_scale=1.0,
-              mid_scale=1.0, up_scale=1.0, attention_scale=1.0, attention_scale_mask=None):
+              motion_scale_schedule=None, precision=motion_precision.AUTO, regional_motion=None):
         if start_percent > end_percent:
             raise ValueError(f"start_percent ({start_percent}) is after end_percent ({end_percent}); "
                              f"set start_percent lower than end_percent.")
         schedule = schedules.resolve(noise_schedule, motion_model.info.schedule)
         sampling = schedules.make_model_sampling(schedule) if schedule is not None else None
         settings = MotionSettings(scale=motion_scale, start_percent=start_percent, end_percent=end_percent,
-                                  schedule=motion_scale_schedule,
-                                  mask=MotionMask(motion_scale_mask) if motion_scale_mask is not None else None,
-                                  block_scales={"down": down_scale, "mid": mid_scale, "up": up_scale},
-                                  attention_scale=attention_scale,
-                                  attention_mask=(MotionMask(attention_scale_mask, "attention_scale_mask")
-                                                  if attention_scale_mask is not None else None))
+                                  schedule=motion_scale_schedule)
+        if regional_motion is not None:
+            settings = dataclasses.replace(settings, mask=regional_motion.mask,
+                                           block_scales=dict(regional_motion.block_scales),
+                                           attention_scale=regional_motion.attention_scale,
+                                           attention_mask=regional_motion.attention_mask)
         return (apply_motion_model(model, motion_model.model, motion_model.info, motion_model.name, settings, sampling,
                                    loras=motion_lora or (), precision=precision),)

@@ -163,19 +163,29 @@ def test_frame_count_and_shape_that_do_not_fit_are_noted():
     assert "not used" in MotionMask(torch.ones(20, 8, 8)).notes(16, 8, 8)[0]
 
 
-def test_node_keeps_its_inputs_and_appends_optional_ones():
+def test_apply_motion_model_keeps_its_inputs_and_takes_one_regional_input():
     from motionkit.nodes.apply_motion_model import ApplyMotionModel
     types = ApplyMotionModel.INPUT_TYPES()
     assert list(types["required"]) == ["model", "motion_model", "motion_scale", "start_percent", "end_percent",
                                        "noise_schedule"]
-    assert list(types["optional"]) == ["motion_lora", "motion_scale_schedule", "precision", "motion_scale_mask",
-                                       "down_scale", "mid_scale", "up_scale", "attention_scale",
-                                       "attention_scale_mask"]
-    for name in ("motion_scale_mask", "down_scale", "mid_scale", "up_scale", "attention_scale",
-                 "attention_scale_mask"):
-        assert len(types["optional"][name][1]["tooltip"]) > 60
-    for name in ("down_scale", "mid_scale", "up_scale", "attention_scale"):
-        assert types["optional"][name][1]["default"] == 1.0
+    assert list(types["optional"]) == ["motion_lora", "motion_scale_schedule", "precision", "regional_motion"]
+    assert types["optional"]["regional_motion"][0] == "MOTION_REGION"
+
+
+def test_regional_motion_node_explains_each_control_and_makes_the_settings():
+    from motionkit.nodes.regional_motion import RegionalMotionNode
+    types = RegionalMotionNode.INPUT_TYPES()
+    assert list(types["required"]) == ["down_scale", "mid_scale", "up_scale", "attention_scale"]
+    assert list(types["optional"]) == ["motion_scale_mask", "attention_scale_mask"]
+    for group in ("required", "optional"):
+        for name, (_, opts) in types[group].items():
+            assert len(opts["tooltip"]) > 60, name
+    for name in types["required"]:
+        assert types["required"][name][1]["default"] == 1.0
+    mask = torch.rand(3, 8, 8)
+    (region,) = RegionalMotionNode().make(0.5, 1.0, 0.25, 0.8, motion_scale_mask=mask)
+    assert region.block_scales == {"down": 0.5, "mid": 1.0, "up": 0.25} and region.attention_scale == 0.8
+    assert torch.equal(region.mask.mask, mask) and region.attention_mask is None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,3 +13,7 @@ class TooManyFramesError(MotionKitError):
 
 class MotionScaleScheduleError(MotionKitError):
     """A motion scale schedule whose text cannot be read (not a number, a frame given twice, ...)."""
+
+
+class MotionMaskError(MotionKitError):
+    """A motion-scale mask that is not a usable MASK (wrong shape, negative or non-finite values)."""

@@ -26,9 +26,10 @@ from torch import nn
 from .errors import IncompatibleModelError, TooManyFramesError
 from .formats import MotionModelInfo
 from .model import POOLED, MotionModel
+from .regional import attention_key_scale, block_scale, log_mask_notes, masked_scale
 
 from ..common.patch import new_key, patched_clone
-from ..common.unet_call import frames_in_call, in_sigma_range, transformer_options_of
+from ..common.unet_call import frames_in_call, in_sigma_range, transformer_options_of, window_frames
 
 LAYER_NAME = "motionkit_motion"
 # transformer_options entry: {motion module: tensor added to its input} (AnimateLCM-I2V image features,
@@ -46,6 +47,13 @@ class MotionSettings:
     end_sigma: float = 0.0
     # motion.keyframes.MotionScaleSchedule: multiplies `scale` per frame (None = the same on every frame)
     schedule: object = None
+    # motion.regional.MotionMask: multiplies the scale per pixel and frame (regional motion; None = everywhere)
+    mask: object = None
+    # {"down"|"mid"|"up": factor}: multiplies the scale of that UNet block group's motion modules (None = 1 each)
+    block_scales: dict | None = None
+    # multiplies the motion modules' attention keys (ADE's scale_multival), and a MotionMask of it per pixel and frame
+    attention_scale: float = 1.0
+    attention_mask: object = None
 
 
 def in_range(settings: MotionSettings, transformer_options: dict) -> bool:
@@ -89,10 +97,12 @@ class MotionApplication:
 class MotionLayer(nn.Module):
     """Stands in a UNet block; runs one motion module. Called through forward_timestep_embed_patch."""
 
-    def __init__(self, module: nn.Module, app: MotionApplication):
+    def __init__(self, module: nn.Module, app: MotionApplication, kind: str | None = None):
+        """`kind`: the module's UNet block group ('input', 'middle', 'output'), for the per-block scale."""
         super().__init__()
         self.module = module
         self.app = app
+        self.kind = kind
 
     def run(self, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
         s = self.app.settings
@@ -100,10 +110,19 @@ class MotionLayer(nn.Module):
             return x
         frames = frames_in_call(x.shape[0], transformer_options)
         scale = frame_scale(s, frames, transformer_options)
+        factor = block_scale(getattr(s, "block_scales", None), self.kind)
+        if factor != 1.0:
+            scale = scale * factor
         if not isinstance(scale, torch.Tensor) and scale == 0.0:
             return x  # no motion on any frame: skip the module
+        mask = getattr(s, "mask", None)
+        if mask is not None:
+            scale = masked_scale(scale, mask, window_frames(transformer_options, frames) or list(range(frames)), x)
         feature = transformer_options.get(IMAGE_FEATURES, {}).get(self.module)
-        return self.module(x, frames, self.app.info.module_norm, scale, feature, self.app.dtype)
+        key_scale = attention_key_scale(s, frames, transformer_options, x)
+        if key_scale is None:
+            return self.module(x, frames, self.app.info.module_norm, scale, feature, self.app.dtype)
+        return self.module(x, frames, self.app.info.module_norm, scale, feature, self.app.dtype, key_scale)
 
     def forward(self, x):  # only reached if ComfyUI ever calls the layer without our patch
         raise RuntimeError("MotionKit motion layer called without transformer_options; this ComfyUI version "
@@ -246,9 +265,10 @@ def make_injection(app: MotionApplication):
                 pool(res.in_layers)
                 pool(res.out_layers)
             pool(unet.out)
+        kinds = {id(m): kind for kind, _, m in app.motion_model.ordered_modules()}
         for block, before, module in plan(unet, app.motion_model, app.info, app.name):
             key = f"{LAYER_NAME}_{app.key}"
-            _insert(block, MotionLayer(module, app), before, key)
+            _insert(block, MotionLayer(module, app, kinds.get(id(module))), before, key)
             backups.append((block, key, None))
 
     def eject(patcher):
@@ -321,6 +341,8 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
     add_motion_loras(motion, loras, name)
 
     def check(noise, executor):  # before anything is loaded for sampling
+        log_mask_notes(settings.mask, name, noise)
+        log_mask_notes(settings.attention_mask, name, noise)
         handler = executor.class_obj.model_options.get("context_handler")
         length = getattr(handler, "context_length", None)
         if length is not None:  # windows of `length` frames, or all frames in one pass when they fit in one

@@ -71,8 +71,13 @@ class TemporalAttention(nn.Module):
         self.to_out = nn.ModuleList([ops.Linear(channels, channels), nn.Dropout(0.0)])
         self.attention = attention or sdpa_attention  # a plain function attribute: no parameters, no state-dict key
 
-    def forward(self, n: torch.Tensor) -> torch.Tensor:  # n: (sequences, frames, C)
-        o = self.attention(self.to_q(n), self.to_k(n), self.to_v(n), HEADS)  # over frames, per head
+    def forward(self, n: torch.Tensor, key_scale=None) -> torch.Tensor:  # n: (sequences, frames, C)
+        """`key_scale` multiplies the keys (a number, or (sequences, frames, 1)): a temperature of the attention
+        over frames, AnimateDiff-Evolved's scale_multival (utils_motion.CrossAttentionMM: `k *= scale_mask`)."""
+        k = self.to_k(n)
+        if key_scale is not None:
+            k = k * (cast(key_scale, k) if isinstance(key_scale, torch.Tensor) else key_scale)
+        o = self.attention(self.to_q(n), k, self.to_v(n), HEADS)  # over frames, per head
         return self.to_out[0](o)
 
 
@@ -105,9 +110,9 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(channels, ops)
         self.ff_norm = ops.LayerNorm(channels)
 
-    def forward(self, h: torch.Tensor, pe: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, pe: torch.Tensor, key_scale=None) -> torch.Tensor:
         for attention, norm in zip(self.attention_blocks, self.norms):
-            h = h + attention(norm(h) + pe)
+            h = h + attention(norm(h) + pe, key_scale)
         return h + self.ff(self.ff_norm(h))
 
 
@@ -121,8 +126,9 @@ class TemporalTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(channels, attention_blocks, ops, attention)])
         self.proj_out = ops.Linear(channels, channels)
 
-    def delta(self, x: torch.Tensor, frames: int, norm_mode: str) -> torch.Tensor:
-        """What the module adds to its input: out = x + delta (§2 steps 2-7)."""
+    def delta(self, x: torch.Tensor, frames: int, norm_mode: str, key_scale=None) -> torch.Tensor:
+        """What the module adds to its input: out = x + delta (§2 steps 2-7). `key_scale`: a number, or
+        [B·F, 1, H, W] per frame and pixel, multiplying every temporal attention's keys (TemporalAttention)."""
         if norm_mode == PER_FRAME:
             h = self.norm(x)
         else:  # statistics over all frames of a batch item (§7)
@@ -131,8 +137,10 @@ class TemporalTransformer(nn.Module):
         h = rearrange(h, "(b f) c h w -> (b h w) f c", f=frames)
         h = self.proj_in(h)
         pe = sinusoidal_table(frames, self.channels, device=h.device, dtype=h.dtype)
+        if isinstance(key_scale, torch.Tensor):
+            key_scale = rearrange(key_scale, "(b f) 1 h w -> (b h w) f 1", f=frames).contiguous()
         for block in self.transformer_blocks:
-            h = block(h, pe)
+            h = block(h, pe, key_scale)
         h = self.proj_out(h)
         return rearrange(h, "(b h w) f c -> (b f) c h w", h=height, w=width)
 
@@ -145,24 +153,33 @@ class MotionModule(nn.Module):
         self.temporal_transformer = TemporalTransformer(channels, attention_blocks, operations, attention)
 
     def forward(self, x: torch.Tensor, frames: int, norm_mode: str = PER_FRAME, scale=1.0, feature=None,
-                dtype: torch.dtype | None = None) -> torch.Tensor:
+                dtype: torch.dtype | None = None, key_scale=None) -> torch.Tensor:
         """`scale` blends the motion in: x + scale·delta (1 = as trained, 0 = identity).
 
-        It may be a per-frame tensor of shape [frames]. `feature` (AnimateLCM-I2V's image features, §4.7)
+        It may be a per-frame tensor of shape [frames], or per frame and pixel [frames, 1, H, W] (a resized
+        motion-scale mask, motion.regional). `feature` (AnimateLCM-I2V's image features, §4.7)
         is added to the module's input; it counts as part of what the motion model adds, so `scale`
         blends it too: x + scale·(feature + delta(x + feature)).
 
         `dtype`: compute delta in this dtype (None: in x's). Only delta is computed in it: the input is cast
-        to it and delta cast back, so the residual sum stays in x's dtype."""
+        to it and delta cast back, so the residual sum stays in x's dtype.
+
+        `key_scale` (None = 1): multiplies the temporal attention's keys, a number or [frames, 1, H, W] (the same in
+        every cond chunk); AnimateDiff-Evolved's scale_multival."""
         if x.shape[0] % frames:
             raise ValueError(f"motion module got a batch of {x.shape[0]} rows, not a multiple of {frames} frames")
         inner = x if feature is None else x + feature
-        delta = self.temporal_transformer.delta(inner if dtype is None else inner.to(dtype), frames, norm_mode)
+        if isinstance(key_scale, torch.Tensor):
+            key_scale = key_scale.repeat(x.shape[0] // frames, 1, 1, 1)
+        delta = self.temporal_transformer.delta(inner if dtype is None else inner.to(dtype), frames, norm_mode,
+                                                key_scale)
         delta = delta.to(x.dtype)  # a no-op unless `dtype` differs
         if feature is not None:
             delta = feature + delta
-        if isinstance(scale, torch.Tensor):
+        if isinstance(scale, torch.Tensor) and scale.ndim == 1:  # per frame
             scale = rearrange(cast(scale, x).repeat(x.shape[0] // frames), "n -> n 1 1 1")
+        elif isinstance(scale, torch.Tensor):  # per frame and pixel, [frames, 1, H, W]: the same in every cond chunk
+            scale = cast(scale, x).repeat(x.shape[0] // frames, 1, 1, 1)
         elif scale == 1.0:
             return x + delta
         return x + delta * scale

@@ -15,6 +15,7 @@ from .load_video import LoadVideo
 from .noise_freeinit import FreeInitNode
 from .noise_freenoise import FreeNoiseNode
 from .prompt_schedule import PromptSchedule
+from .regional_motion import RegionalMotionNode
 from .save_animation import SaveAnimation
 from .sparsectrl import LoadSparseCtrl, SparseCtrlKeyframes
 from .train_motion_lora import TrainMotionLoRA
@@ -28,6 +29,7 @@ NODES = [
     ("MotionKitLoadMotionModel", LoadMotionModel, "Load Motion Model (AnimateDiff) 🎞️"),
     ("MotionKitApplyMotionModel", ApplyMotionModel, "Apply Motion Model (AnimateDiff) 🎞️"),
     ("MotionKitMotionScaleSchedule", MotionScaleSchedule, "Motion Scale Schedule 🎞️"),
+    ("MotionKitRegionalMotion", RegionalMotionNode, "Regional Motion 🎞️"),
     ("MotionKitLoadMotionLoRA", LoadMotionLoRA, "Load MotionLoRA 🎞️"),
     ("MotionKitApplyDomainAdapter", ApplyDomainAdapter, "Apply Domain Adapter 🎞️"),
     ("MotionKitI2VImage", AnimateLCMI2VImage, "Apply AnimateLCM-I2V Image 🎞️"),

@@ -1,4 +1,6 @@
 """Apply Motion Model: a MODEL that animates the frames of its latent batch."""
+import dataclasses
+
 from ..motion import precision as motion_precision
 from ..motion.injection import MotionSettings, apply_motion_model
 from ..sampling import schedules
@@ -41,10 +43,13 @@ class ApplyMotionModel:
                            "unless you want speed). bf16 = faster where the hardware has bf16 instructions, "
                            "slower on CPUs without them, and a little less exact (figures: README, Apply Motion "
                            "Model). fp16 = GPUs only. fp32 = full precision under an fp16/bf16 model."}),
+            "regional_motion": ("MOTION_REGION", {
+                "tooltip": "Optional, from 'Regional Motion': a mask for where the picture moves, per-block motion "
+                           "scales and the temporal attention's scale."}),
         }}
 
     def apply(self, model, motion_model, motion_scale, start_percent, end_percent, noise_schedule, motion_lora=None,
-              motion_scale_schedule=None, precision=motion_precision.AUTO):
+              motion_scale_schedule=None, precision=motion_precision.AUTO, regional_motion=None):
         if start_percent > end_percent:
             raise ValueError(f"start_percent ({start_percent}) is after end_percent ({end_percent}); "
                              f"set start_percent lower than end_percent.")
@@ -52,5 +57,10 @@ class ApplyMotionModel:
         sampling = schedules.make_model_sampling(schedule) if schedule is not None else None
         settings = MotionSettings(scale=motion_scale, start_percent=start_percent, end_percent=end_percent,
                                   schedule=motion_scale_schedule)
+        if regional_motion is not None:
+            settings = dataclasses.replace(settings, mask=regional_motion.mask,
+                                           block_scales=dict(regional_motion.block_scales),
+                                           attention_scale=regional_motion.attention_scale,
+                                           attention_mask=regional_motion.attention_mask)
         return (apply_motion_model(model, motion_model.model, motion_model.info, motion_model.name, settings, sampling,
                                    loras=motion_lora or (), precision=precision),)

@@ -37,8 +37,10 @@ def _layer_norm(x, w, b, eps=1e-5):
     return (x - mean) / torch.sqrt(var + eps) * w + b
 
 
-def reference_module(sd: dict, x: torch.Tensor, frames: int, pooled: bool, attention_blocks: int = 2) -> torch.Tensor:
-    """x: (B·F, C, H, W) float64-friendly; returns the module output."""
+def reference_module(sd: dict, x: torch.Tensor, frames: int, pooled: bool, attention_blocks: int = 2,
+                     key_scale=None) -> torch.Tensor:
+    """x: (B·F, C, H, W) float64-friendly; returns the module output. `key_scale` (a number or (B·H·W, F, 1))
+    multiplies every attention's keys, as AnimateDiff-Evolved's scale_multival (utils_motion.CrossAttentionMM)."""
     sd = {k: v.double() for k, v in sd.items()}
     x = x.double()
     bf, c, hgt, wid = x.shape
@@ -59,6 +61,8 @@ def reference_module(sd: dict, x: torch.Tensor, frames: int, pooled: bool, atten
         p = f"{t}attention_blocks.{a}."
         q = n @ sd[p + "to_q.weight"].T
         k = n @ sd[p + "to_k.weight"].T
+        if key_scale is not None:
+            k = k * (key_scale.double() if isinstance(key_scale, torch.Tensor) else key_scale)
         v = n @ sd[p + "to_v.weight"].T
         outs = []
         for head in range(heads):

@@ -104,3 +104,29 @@ def test_two_motion_models_in_a_chain_act_in_their_own_ranges(server):
         assert changed_frames(chain, other) == set(range(FRAMES))
     # a range that never comes (start = end = 1.0): the motion model changes nothing
     assert torch.equal(latent(server, with_range(with_motion(g, B), 1.0, 1.0)), plain)
+
+
+def with_region(graph, mask_value=None, down=1.0, mid=1.0, up=1.0, attention=1.0):
+    """Regional Motion (node 16) into Apply Motion Model; the mask from core's Solid Mask (node 17), 64x64."""
+    g = copy.deepcopy(graph)
+    g["16"] = {"class_type": "MotionKitRegionalMotion", "inputs": {
+        "down_scale": down, "mid_scale": mid, "up_scale": up, "attention_scale": attention}}
+    if mask_value is not None:
+        g["17"] = {"class_type": "SolidMask", "inputs": {"value": mask_value, "width": 64, "height": 64}}
+        g["16"]["inputs"]["motion_scale_mask"] = ["17", 0]
+    g["11"]["inputs"]["regional_motion"] = ["16", 0]
+    return g
+
+
+def test_regional_motion_in_a_workflow(server):
+    """A black mask (or every block at 0) is plain SD, a white mask with every scale at 1 is the motion model as
+    it was; a grey mask or a block scale moves the frames differently."""
+    plain = latent(server, base_graph(frames=FRAMES))
+    anim = with_motion(base_graph(frames=FRAMES), A, scale=1.5)
+    full = latent(server, anim)
+    assert torch.equal(latent(server, with_region(anim, mask_value=0.0)), plain)
+    assert torch.equal(latent(server, with_region(anim, down=0.0, mid=0.0, up=0.0)), plain)
+    assert torch.equal(latent(server, with_region(anim, mask_value=1.0)), full)
+    for other in (latent(server, with_region(anim, mask_value=0.5)), latent(server, with_region(anim, up=0.3)),
+                  latent(server, with_region(anim, attention=0.5))):
+        assert changed_frames(other, full) == set(range(FRAMES)) and changed_frames(other, plain) == set(range(FRAMES))

@@ -314,3 +314,48 @@ def test_motion_keyframe_node_explains_each_control_and_chains(comfy):
     assert k1.start_percent == 0.6 and k1.effect.number == 1.0 and torch.equal(k1.effect.mask.mask, mask)
     assert k1.scale == Multival(0.5) and not k1.inherit_missing and k1.guarantee_steps == 2
     assert len(first.keyframes) == 1
+
+
+@pytest.mark.comfyui
+def test_apply_motion_model_sets_start_sigmas_before_each_run_and_steps_per_call(comfy):
+    """Through ComfyUI's ModelPatcher: ON_PRE_RUN puts the keyframes on the model's schedule (ADE
+    initialize_timesteps) and the DIFFUSION_MODEL wrapper chooses the keyframe from each call's sigma."""
+    from comfy import model_patcher, model_sampling, samplers
+    from comfy.patcher_extension import CallbacksMP, WrappersMP
+    import motion_files as mf
+    from motionkit.motion.formats import build_motion_model, classify
+    from motionkit.motion.injection import applications, apply_motion_model
+    from unet_helpers import SD15_UNET, unet
+
+    class Base(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.diffusion_model = unet(comfy, SD15_UNET)
+            self.model_sampling = model_sampling.ModelSamplingDiscrete(SimpleNamespace(sampling_settings={}))
+
+        def get_dtype(self):
+            return torch.float32
+
+    cpu = torch.device("cpu")
+    patcher = model_patcher.ModelPatcher(Base(), load_device=cpu, offload_device=cpu, size=1)
+    info, weights = classify(mf.v2(device="meta"), "v2.ckpt")
+    keyframes = MotionKeyframes().add(MotionKeyframe(0.5, Multival(0.0)))
+    m = apply_motion_model(patcher, build_motion_model(info, weights, "v2.ckpt"), info, "v2.ckpt",
+                           MotionSettings(scale=0.7, keyframes=keyframes))
+    (app,) = applications(m)
+    sampling = m.get_model_object("model_sampling")
+    sigmas = samplers.calculate_sigmas(sampling, "normal", 6)
+    half = sampling.percent_to_sigma(0.5)
+    for run in range(2):
+        for callback in m.get_all_callbacks(CallbacksMP.ON_PRE_RUN):
+            callback(m)
+        assert app.selection.start_t == [999999999.9, half] and app.current is None
+        scales = []
+        for sigma in sigmas[:-1]:
+            options = {"sigmas": sigma.expand(2), "sample_sigmas": sigmas, "cond_or_uncond": [0, 1]}
+            for wrapper in m.get_all_wrappers(WrappersMP.DIFFUSION_MODEL):
+                wrapper(lambda *args, **kwargs: None, torch.zeros(8, 4, 8, 8), sigma.expand(2), None, None, None,
+                        options)
+            scales.append(app.current.scale)
+        assert scales == [0.7 if float(s) > half else 0.0 for s in sigmas[:-1]] and 0.0 in scales and 0.7 in scales
+    assert patcher.attachments == {}  # the input MODEL is left as it was

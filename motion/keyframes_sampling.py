@@ -19,7 +19,7 @@ a number and an optional mask; None = the keyframe does not set it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F

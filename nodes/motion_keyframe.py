@@ -37,7 +37,7 @@ class MotionKeyframeNode:
                            "It holds until the next keyframe's start_percent; early steps set the animation's "
                            "large motion, late steps only its detail."}),
             "motion_scale": ("FLOAT", {
-                "default": 1.0, "min": NOT_SET, "max": 2.0, "step": 0.01,
+                "default": NOT_SET, "min": NOT_SET, "max": 2.0, "step": 0.01,
                 "tooltip": "How much motion from start_percent on, times Apply Motion Model's motion_scale: 0 = "
                            "no motion in these steps (frames sampled as plain images), 1 = unchanged, above 1 "
                            "exaggerates (AnimateDiff-Evolved's effect). -1 = not set: the previous keyframe's value "

@@ -26,6 +26,7 @@ from torch import nn
 from .errors import IncompatibleModelError, TooManyFramesError
 from .formats import MotionModelInfo
 from .model import POOLED, MotionModel
+from .keyframes_sampling import KeyframeSelection, keyframed_settings
 from .regional import attention_key_scale, block_scale, log_mask_notes, masked_scale
 
 from ..common.patch import new_key, patched_clone
@@ -54,6 +55,8 @@ class MotionSettings:
     # multiplies the motion modules' attention keys (ADE's scale_multival), and a MotionMask of it per pixel and frame
     attention_scale: float = 1.0
     attention_mask: object = None
+    # motion.keyframes_sampling.MotionKeyframes: values that multiply the above from given start percents on
+    keyframes: object = None
 
 
 def in_range(settings: MotionSettings, transformer_options: dict) -> bool:
@@ -92,6 +95,9 @@ class MotionApplication:
     context: FrameContext = field(default_factory=FrameContext)
     key: str = field(default_factory=lambda: new_key("motion"))
     dtype: torch.dtype | None = None  # what the motion modules compute in (motion.precision); None = the activations'
+    # with keyframes: which one is in force (motion.keyframes_sampling.KeyframeSelection), and the settings it makes
+    selection: object = None
+    current: MotionSettings | None = None
 
 
 class MotionLayer(nn.Module):
@@ -105,9 +111,10 @@ class MotionLayer(nn.Module):
         self.kind = kind
 
     def run(self, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
-        s = self.app.settings
-        if not in_range(s, transformer_options):
+        if not in_range(self.app.settings, transformer_options):
             return x
+        current = getattr(self.app, "current", None)  # the keyframe in force applied, when there are keyframes
+        s = current if current is not None else self.app.settings
         frames = frames_in_call(x.shape[0], transformer_options)
         scale = frame_scale(s, frames, transformer_options)
         factor = block_scale(getattr(s, "block_scales", None), self.kind)
@@ -127,6 +134,16 @@ class MotionLayer(nn.Module):
     def forward(self, x):  # only reached if ComfyUI ever calls the layer without our patch
         raise RuntimeError("MotionKit motion layer called without transformer_options; this ComfyUI version "
                            "does not support forward_timestep_embed_patch.")
+
+
+def step_keyframe(app: MotionApplication, transformer_options: dict) -> None:
+    """Choose the keyframe in force for this UNet call from its sigma (once per sampling step, as ADE) and make the
+    call's settings from it."""
+    sigmas = transformer_options.get("sigmas")
+    if app.selection is None or sigmas is None:
+        return
+    if app.selection.step(sigmas.reshape(-1)[0], transformer_options.get("sample_sigmas")) or app.current is None:
+        app.current = keyframed_settings(app.settings, app.selection)
 
 
 def motion_layer_handler(layer, x, emb, context, transformer_options, *args, **kwargs):
@@ -340,9 +357,15 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
     motion = motion_patcher(motion_model, model_patcher)  # a clone: weight patches stay with this graph
     add_motion_loras(motion, loras, name)
 
+    if settings.keyframes is not None:
+        app.selection = KeyframeSelection(settings.keyframes)
+
     def check(noise, executor):  # before anything is loaded for sampling
         log_mask_notes(settings.mask, name, noise)
         log_mask_notes(settings.attention_mask, name, noise)
+        for keyframe in getattr(settings.keyframes, "keyframes", ()):
+            for value in (keyframe.effect, keyframe.scale):
+                log_mask_notes(getattr(value, "mask", None), name, noise)
         handler = executor.class_obj.model_options.get("context_handler")
         length = getattr(handler, "context_length", None)
         if length is not None:  # windows of `length` frames, or all frames in one pass when they fit in one
@@ -356,12 +379,20 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
         app.context.frames = frames_in_call(x.shape[0], transformer_options)
         app.context.active = in_range(settings, transformer_options)
         check_frames(app, app.context.frames)
+        step_keyframe(app, transformer_options)
         return executor(*args, **kwargs)
 
     # attached, so later nodes find it (see `applications`)
     m = patched_clone(model_patcher, app.key, additional_models=[motion], attachment=app, percent_range=settings,
                       before=check, diffusion_model=diffusion_model)
     m.set_injections(app.key, [make_injection(app)])
+    if app.selection is not None:
+        from comfy.patcher_extension import CallbacksMP
+
+        def keyframes_pre_run(patcher):  # start sigmas on this model's schedule; a new run starts from the first
+            app.selection.set_start_sigmas(patcher.get_model_object("model_sampling"))
+            app.current = None
+        m.add_callback_with_key(CallbacksMP.ON_PRE_RUN, app.key, keyframes_pre_run)
     patches = m.model_options["transformer_options"].get("patches", {}).get("forward_timestep_embed_patch", [])
     if not any(cls is MotionLayer for cls, _ in patches):
         m.set_model_forward_timestep_embed_patch((MotionLayer, motion_layer_handler))

@@ -8,6 +8,7 @@ from .cogvideox import (CogVideoXDecode, CogVideoXDynamicCFG, CogVideoXImageToVi
 from .context_options import ContextWindows
 from .domain_adapter import ApplyDomainAdapter
 from .load_motion_model import LoadMotionModel
+from .motion_keyframe import MotionKeyframeNode
 from .motion_lora import LoadMotionLoRA
 from .motion_scale_schedule import MotionScaleSchedule
 from .load_image_folder import LoadImageFolder
@@ -30,6 +31,7 @@ NODES = [
     ("MotionKitApplyMotionModel", ApplyMotionModel, "Apply Motion Model (AnimateDiff) 🎞️"),
     ("MotionKitMotionScaleSchedule", MotionScaleSchedule, "Motion Scale Schedule 🎞️"),
     ("MotionKitRegionalMotion", RegionalMotionNode, "Regional Motion 🎞️"),
+    ("MotionKitMotionKeyframe", MotionKeyframeNode, "Motion Keyframe 🎞️"),
     ("MotionKitLoadMotionLoRA", LoadMotionLoRA, "Load MotionLoRA 🎞️"),
     ("MotionKitApplyDomainAdapter", ApplyDomainAdapter, "Apply Domain Adapter 🎞️"),
     ("MotionKitI2VImage", AnimateLCMI2VImage, "Apply AnimateLCM-I2V Image 🎞️"),

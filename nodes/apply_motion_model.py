@@ -46,17 +46,22 @@ class ApplyMotionModel:
             "regional_motion": ("MOTION_REGION", {
                 "tooltip": "Optional, from 'Regional Motion': a mask for where the picture moves, per-block motion "
                            "scales and the temporal attention's scale."}),
+            "motion_keyframes": ("MOTION_KEYFRAMES", {
+                "tooltip": "Optional, from 'Motion Keyframe': motion_scale and attention_scale (and masks) that "
+                           "change partway through sampling, e.g. less motion in the late, detail steps; they "
+                           "multiply the values set here."}),
         }}
 
     def apply(self, model, motion_model, motion_scale, start_percent, end_percent, noise_schedule, motion_lora=None,
-              motion_scale_schedule=None, precision=motion_precision.AUTO, regional_motion=None):
+              motion_scale_schedule=None, precision=motion_precision.AUTO, regional_motion=None,
+              motion_keyframes=None):
         if start_percent > end_percent:
             raise ValueError(f"start_percent ({start_percent}) is after end_percent ({end_percent}); "
                              f"set start_percent lower than end_percent.")
         schedule = schedules.resolve(noise_schedule, motion_model.info.schedule)
         sampling = schedules.make_model_sampling(schedule) if schedule is not None else None
         settings = MotionSettings(scale=motion_scale, start_percent=start_percent, end_percent=end_percent,
-                                  schedule=motion_scale_schedule)
+                                  schedule=motion_scale_schedule, keyframes=motion_keyframes)
         if regional_motion is not None:
             settings = dataclasses.replace(settings, mask=regional_motion.mask,
                                            block_scales=dict(regional_motion.block_scales),

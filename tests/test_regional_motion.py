@@ -163,12 +163,13 @@ def test_frame_count_and_shape_that_do_not_fit_are_noted():
     assert "not used" in MotionMask(torch.ones(20, 8, 8)).notes(16, 8, 8)[0]
 
 
-def test_apply_motion_model_keeps_its_inputs_and_takes_one_regional_input():
+def test_apply_motion_model_keeps_its_inputs_and_takes_regional_and_keyframe_inputs():
     from motionkit.nodes.apply_motion_model import ApplyMotionModel
     types = ApplyMotionModel.INPUT_TYPES()
     assert list(types["required"]) == ["model", "motion_model", "motion_scale", "start_percent", "end_percent",
                                        "noise_schedule"]
-    assert list(types["optional"]) == ["motion_lora", "motion_scale_schedule", "precision", "regional_motion"]
+    assert list(types["optional"]) == ["motion_lora", "motion_scale_schedule", "precision", "regional_motion",
+                                       "motion_keyframes"]
     assert types["optional"]["regional_motion"][0] == "MOTION_REGION"
 
 

@@ -130,3 +130,33 @@ def test_regional_motion_in_a_workflow(server):
     for other in (latent(server, with_region(anim, mask_value=0.5)), latent(server, with_region(anim, up=0.3)),
                   latent(server, with_region(anim, attention=0.5))):
         assert changed_frames(other, full) == set(range(FRAMES)) and changed_frames(other, plain) == set(range(FRAMES))
+
+
+def with_keyframes(graph, *keyframes):
+    """Motion Keyframe nodes (20, 21, ...) chained into Apply Motion Model's motion_keyframes: (start, motion_scale)."""
+    g = copy.deepcopy(graph)
+    prev = None
+    for i, (start, scale) in enumerate(keyframes):
+        node = str(20 + i)
+        g[node] = {"class_type": "MotionKitMotionKeyframe", "inputs": {
+            "start_percent": start, "motion_scale": scale, "attention_scale": -1.0, "inherit_missing": True,
+            "guarantee_steps": 1}}
+        if prev is not None:
+            g[node]["inputs"]["prev_keyframes"] = [prev, 0]
+        prev = node
+    g["11"]["inputs"]["motion_keyframes"] = [prev, 0]
+    return g
+
+
+def test_motion_keyframes_in_a_workflow(server):
+    """2 steps ('normal': at 0 and 1/2 of sampling). Motion scale 0 from the start is plain SD; 0 from halfway keeps
+    the first step's motion only (unlike both); a keyframe that sets nothing (-1) changes nothing."""
+    g = base_graph(frames=FRAMES, steps=2)
+    g["3"]["inputs"]["cfg"] = 1.0
+    plain = latent(server, g)
+    anim = with_motion(g, A)
+    full = latent(server, anim)
+    assert torch.equal(latent(server, with_keyframes(anim, (0.0, 0.0))), plain)
+    assert torch.equal(latent(server, with_keyframes(anim, (0.0, -1.0))), full)
+    half = latent(server, with_keyframes(anim, (0.0, -1.0), (0.5, 0.0)))
+    assert changed_frames(half, full) == set(range(FRAMES)) and changed_frames(half, plain) == set(range(FRAMES))

@@ -353,6 +353,18 @@ class ComfyServer:
             raise ComfyServerDied(f"ComfyUI exited with code {self.process.returncode}; "
                                   f"log tail:\n{self.log_tail()}")
 
+    def kill(self) -> None:
+        """End the server at once (SIGKILL to its process group), as a crash or a pulled plug would: a prompt it is
+        running is lost, not finished (stop() lets ComfyUI finish it on SIGINT)."""
+        p = self.process
+        if p is not None and p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            p.wait(timeout=30)
+        self.stop()
+
     def stop(self, timeout: float = 15.0) -> None:
         """Terminate the server's process group (SIGTERM, then SIGKILL)."""
         p = self.process

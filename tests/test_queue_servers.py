@@ -84,7 +84,7 @@ def test_sweep_over_two_servers_survives_one_stopping(comfy_server, second_serve
             rows = m["prompts"] if m else []
             return [r for r in rows if r["server"] == label(b) and r["status"] == "running"]
         (victim,) = wait_for(running_on_b, 120, "a prompt running on the second server")[:1]
-        b.stop()
+        b.kill()  # at once: on SIGINT ComfyUI may finish the prompt first, and then nothing is left to retry
         out, err = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:

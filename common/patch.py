@@ -25,13 +25,14 @@ def new_key(name: str) -> str:
 
 
 def patched_clone(model_patcher, key: str, *, replace: bool = False, additional_models: Sequence = (),
-                  percent_range=None, before: Optional[Callable] = None, after: Optional[Callable] = None,
-                  outer_sample: Optional[Callable] = None, diffusion_model: Optional[Callable] = None,
-                  attachment=None):
+                  percent_range=None, pre_run: Optional[Callable] = None, before: Optional[Callable] = None,
+                  after: Optional[Callable] = None, outer_sample: Optional[Callable] = None,
+                  diffusion_model: Optional[Callable] = None, attachment=None):
     """A clone of `model_patcher` (left as it was) with the adapter's set-up under `key` (see the module's doc).
 
     replace: the key is fixed for the adapter (applying it again replaces the earlier application).
     percent_range: an object with start_percent / end_percent that gets start_sigma / end_sigma before each run.
+    pre_run: `pre_run(model_sampling)` before each run, after the percent range (e.g. keyframes' own start sigmas).
     outer_sample: an OUTER_SAMPLE wrapper of the adapter's own, when it does more than before/after (FreeInit samples
     several times)."""
     from comfy.patcher_extension import CallbacksMP, WrappersMP
@@ -45,10 +46,14 @@ def patched_clone(model_patcher, key: str, *, replace: bool = False, additional_
         m.set_additional_models(key, list(additional_models))
     if attachment is not None:
         m.set_attachments(key, attachment)
-    if percent_range is not None:
-        def pre_run(patcher):
-            set_sigma_range(percent_range, patcher.get_model_object("model_sampling"))
-        m.add_callback_with_key(CallbacksMP.ON_PRE_RUN, key, pre_run)
+    if percent_range is not None or pre_run is not None:
+        def on_pre_run(patcher):
+            sampling = patcher.get_model_object("model_sampling")
+            if percent_range is not None:
+                set_sigma_range(percent_range, sampling)
+            if pre_run is not None:
+                pre_run(sampling)
+        m.add_callback_with_key(CallbacksMP.ON_PRE_RUN, key, on_pre_run)
     if before is not None or after is not None:
         def around_sampling(executor, *args, **kwargs):
             try:

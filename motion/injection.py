@@ -113,22 +113,19 @@ class MotionLayer(nn.Module):
     def run(self, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
         if not in_range(self.app.settings, transformer_options):
             return x
-        current = getattr(self.app, "current", None)  # the keyframe in force applied, when there are keyframes
+        current = self.app.current  # the keyframe in force applied, when there are keyframes
         s = current if current is not None else self.app.settings
         frames = frames_in_call(x.shape[0], transformer_options)
         scale = frame_scale(s, frames, transformer_options)
-        factor = block_scale(getattr(s, "block_scales", None), self.kind)
+        factor = block_scale(s.block_scales, self.kind)
         if factor != 1.0:
             scale = scale * factor
         if not isinstance(scale, torch.Tensor) and scale == 0.0:
             return x  # no motion on any frame: skip the module
-        mask = getattr(s, "mask", None)
-        if mask is not None:
-            scale = masked_scale(scale, mask, window_frames(transformer_options, frames) or list(range(frames)), x)
+        if s.mask is not None:
+            scale = masked_scale(scale, s.mask, window_frames(transformer_options, frames) or list(range(frames)), x)
         feature = transformer_options.get(IMAGE_FEATURES, {}).get(self.module)
         key_scale = attention_key_scale(s, frames, transformer_options, x)
-        if key_scale is None:
-            return self.module(x, frames, self.app.info.module_norm, scale, feature, self.app.dtype)
         return self.module(x, frames, self.app.info.module_norm, scale, feature, self.app.dtype, key_scale)
 
     def forward(self, x):  # only reached if ComfyUI ever calls the layer without our patch
@@ -382,17 +379,15 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
         step_keyframe(app, transformer_options)
         return executor(*args, **kwargs)
 
+    def keyframes_pre_run(model_sampling):  # start sigmas on this model's schedule; a new run starts from the first
+        app.selection.set_start_sigmas(model_sampling)
+        app.current = None
+
     # attached, so later nodes find it (see `applications`)
     m = patched_clone(model_patcher, app.key, additional_models=[motion], attachment=app, percent_range=settings,
-                      before=check, diffusion_model=diffusion_model)
+                      pre_run=keyframes_pre_run if app.selection is not None else None, before=check,
+                      diffusion_model=diffusion_model)
     m.set_injections(app.key, [make_injection(app)])
-    if app.selection is not None:
-        from comfy.patcher_extension import CallbacksMP
-
-        def keyframes_pre_run(patcher):  # start sigmas on this model's schedule; a new run starts from the first
-            app.selection.set_start_sigmas(patcher.get_model_object("model_sampling"))
-            app.current = None
-        m.add_callback_with_key(CallbacksMP.ON_PRE_RUN, app.key, keyframes_pre_run)
     patches = m.model_options["transformer_options"].get("patches", {}).get("forward_timestep_embed_patch", [])
     if not any(cls is MotionLayer for cls, _ in patches):
         m.set_model_forward_timestep_embed_patch((MotionLayer, motion_layer_handler))

@@ -137,8 +137,8 @@ def attention_key_scale(settings, frames: int, transformer_options: dict, x: tor
     AnimateDiff-Evolved's scale_multival (motion_module_ad.py TemporalTransformer3DModel.get_scale_mask, utils_motion
     CrossAttentionMM.forward: `k *= scale`, `k *= scale_mask`): the mask resized and its frames taken as for the
     effect mask above, times the number."""
-    number = float(getattr(settings, "attention_scale", 1.0))
-    mask = getattr(settings, "attention_mask", None)
+    number = float(settings.attention_scale)
+    mask = settings.attention_mask
     if mask is None:
         return None if number == 1.0 else number
     m = mask.at(window_frames(transformer_options, frames) or list(range(frames)), x.shape[-2], x.shape[-1], x)

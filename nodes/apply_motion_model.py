@@ -1,8 +1,7 @@
 """Apply Motion Model: a MODEL that animates the frames of its latent batch."""
-import dataclasses
-
 from ..motion import precision as motion_precision
 from ..motion.injection import MotionSettings, apply_motion_model
+from ..motion.regional import RegionalMotion
 from ..sampling import schedules
 
 
@@ -60,12 +59,10 @@ class ApplyMotionModel:
                              f"set start_percent lower than end_percent.")
         schedule = schedules.resolve(noise_schedule, motion_model.info.schedule)
         sampling = schedules.make_model_sampling(schedule) if schedule is not None else None
+        region = regional_motion or RegionalMotion()
         settings = MotionSettings(scale=motion_scale, start_percent=start_percent, end_percent=end_percent,
-                                  schedule=motion_scale_schedule, keyframes=motion_keyframes)
-        if regional_motion is not None:
-            settings = dataclasses.replace(settings, mask=regional_motion.mask,
-                                           block_scales=dict(regional_motion.block_scales),
-                                           attention_scale=regional_motion.attention_scale,
-                                           attention_mask=regional_motion.attention_mask)
+                                  schedule=motion_scale_schedule, mask=region.mask,
+                                  block_scales=dict(region.block_scales), attention_scale=region.attention_scale,
+                                  attention_mask=region.attention_mask, keyframes=motion_keyframes)
         return (apply_motion_model(model, motion_model.model, motion_model.info, motion_model.name, settings, sampling,
                                    loras=motion_lora or (), precision=precision),)

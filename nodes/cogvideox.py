@@ -11,6 +11,7 @@ from ..cogvideox.comfy_model import IMAGE_MOMENTS
 from ..cogvideox.comfy_vae import ComfyCogVideoXVAE
 from ..cogvideox.errors import CogVideoXFileError
 from ..cogvideox.guidance import DynamicCFG
+from ..cogvideox.latent_size import latent_shape
 from ..cogvideox.sampler import CogVideoXNoise, pipeline_shape, sample_cogvideox_ddim, sample_cogvideox_dpm
 from ..cogvideox.schedule import comfy_sigmas
 from ..cogvideox.text import cogvideox_conditioning
@@ -19,7 +20,6 @@ from ..tora.apply import load_model
 CATEGORY = "MotionKit/CogVideoX"
 WEIGHT_DTYPES = {"default": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp8_e4m3fn": torch.float8_e4m3fn,
                  "fp32": torch.float32}
-TEMPORAL, SPATIAL = 4, 8
 SAMPLERS = {"dpm (CogVideoX-5B, Tora)": sample_cogvideox_dpm, "ddim (CogVideoX-2B)": sample_cogvideox_ddim}
 DRAW_ORDERS = ("Tora (flow latents, then noise)", "CogVideoX (noise first)", "I2V (image latent, then noise)")
 
@@ -117,14 +117,6 @@ class CogVideoXTextEncode:
 
     def encode(self, clip, text):
         return (cogvideox_conditioning(clip, text),)
-
-
-def latent_shape(node: str, width: int, height: int, frames: int, batch_size: int) -> list[int]:
-    if (frames - 1) % TEMPORAL:
-        below, above = frames - (frames - 1) % TEMPORAL, frames - (frames - 1) % TEMPORAL + TEMPORAL
-        raise CogVideoXFileError(f"{node}: {frames} frames is not 4k + 1 (CogVideoX's VAE makes 4 frames per latent "
-                                 f"frame after the first). Use {below} or {above}.")
-    return [batch_size, 16, (frames - 1) // TEMPORAL + 1, height // SPATIAL, width // SPATIAL]
 
 
 class EmptyCogVideoXLatent:

@@ -1,9 +1,6 @@
 """Apply Tora Trajectory: a drawn path guides a CogVideoX video (Tora's trajectory extractor and fusers)."""
 from ..tora.apply import apply_tora
-
-
-def _percent(default, tip):
-    return ("FLOAT", {"default": default, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": tip})
+from .trajectory import _percent
 
 
 class ApplyToraTrajectory:

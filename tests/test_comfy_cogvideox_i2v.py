@@ -118,13 +118,14 @@ def test_image_to_video_mismatches_are_clear(model, vae, env):
 def test_tora_i2v_sat_checkpoint_samples_with_a_trajectory(vae, env):
     """Tora's I2V checkpoint layout (SAT pickle) loads as a ComfyUI MODEL with Tora's modules; with a start image and
     a trajectory it samples, and the trajectory changes the video."""
-    from motionkit.tora.apply import apply_tora, has_modules, load_model
+    from motionkit.tora.apply import apply_tora, load_model, modules_of
+    from motionkit.tora.model import ToraModules
     from motionkit.trajectory.encoding import DENSE, Trajectory
     path = env[0].parent / "mp_rank_00_model_states.pt"
     weights = cogvideox_files.write_sat_file(path, seed=5)
     model = load_model(str(path), "tora_i2v/mp_rank_00_model_states.pt", dtype=torch.float32)
     config = model.model.model_config.unet_config["config"]
-    assert has_modules(model) and config.in_channels == 32 and config.norm_eps == 1e-6
+    assert isinstance(modules_of(model), ToraModules) and config.in_channels == 32 and config.norm_eps == 1e-6
     loaded = model.model.diffusion_model.state_dict()
     assert all(torch.equal(loaded[k], weights[k]) for k in loaded)
     flow = 4 * torch.randn(FRAMES, SIZE, SIZE, 2, generator=torch.Generator().manual_seed(7))

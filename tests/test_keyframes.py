@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from motionkit.motion.errors import MotionKitError, MotionScaleScheduleError
-from motionkit.motion.injection import FrameContext, FramePooledGroupNorm, MotionLayer, MotionSettings
+from motionkit.motion.injection import (FrameContext, FramePooledGroupNorm, MotionApplication, MotionLayer,
+                                        MotionSettings)
 from motionkit.motion.keyframes import MotionScaleSchedule, parse_motion_scale
 from motionkit.motion.model import PER_FRAME
 from unet_helpers import frames_input, make_module, module_weights
@@ -83,7 +84,7 @@ def module():
 
 def layer(module, text, scale=1.0):
     settings = MotionSettings(scale=scale, schedule=parse_motion_scale(text))
-    return MotionLayer(module, SimpleNamespace(settings=settings, info=SimpleNamespace(module_norm=PER_FRAME), dtype=None))
+    return MotionLayer(module, MotionApplication(None, SimpleNamespace(module_norm=PER_FRAME), "mm.ckpt", settings))
 
 
 def changed_frames(out, x, chunks):

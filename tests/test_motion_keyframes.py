@@ -195,7 +195,7 @@ def keyframed_layer(module, keyframes, **settings):
 
 
 def plain_layer(module, **settings):
-    app = SimpleNamespace(settings=MotionSettings(**settings), info=SimpleNamespace(module_norm=PER_FRAME), dtype=None)
+    app = MotionApplication(None, SimpleNamespace(module_norm=PER_FRAME), "mm.ckpt", MotionSettings(**settings))
     return MotionLayer(module, app)
 
 

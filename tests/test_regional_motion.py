@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import motion_files as mf
 from motionkit.motion.errors import MotionMaskError
-from motionkit.motion.injection import MotionLayer, MotionSettings
+from motionkit.motion.injection import MotionApplication, MotionLayer, MotionSettings
 from motionkit.motion.model import PER_FRAME
 from motionkit.motion.regional import MotionMask
 from unet_helpers import comfy, frames_input, make_module, module_weights, unet, SD15_UNET  # noqa: F401
@@ -28,7 +28,7 @@ def module():
 
 
 def layer(module, kind=None, **settings):
-    app = SimpleNamespace(settings=MotionSettings(**settings), info=SimpleNamespace(module_norm=PER_FRAME), dtype=None)
+    app = MotionApplication(None, SimpleNamespace(module_norm=PER_FRAME), "mm.ckpt", MotionSettings(**settings))
     return MotionLayer(module, app, kind)
 
 

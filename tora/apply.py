@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..cogvideox.latent_size import video_size
 from ..cogvideox.model import VIDEO_TOKENS_PATCH
 from ..cogvideox.vae import CogVideoXVAE
 from ..common.patch import new_key, patched_clone
@@ -35,14 +36,7 @@ from .model import ToraGuidance, ToraModules
 LOG = logging.getLogger("MotionKit")
 
 MODULES_KEY = "motionkit_tora_modules"  # additional model of a Tora MODEL: its extractor and fusers
-TEMPORAL, SPATIAL = 4, 8  # CogVideoX's VAE: 4 frames and 8x8 pixels per latent
 TRAINED = (49, 720, 480)  # frames, width, height of Tora's training and inference
-
-
-def video_size(latent_shape) -> tuple[int, int, int]:
-    """(frames, width, height) of the video a [batch, 16, t, h, w] latent decodes to."""
-    _, _, t, h, w = latent_shape
-    return TEMPORAL * (t - 1) + 1, SPATIAL * w, SPATIAL * h
 
 
 def attach_modules(model_patcher, tora_sd: dict, source: str, operations=None) -> None:
@@ -72,10 +66,6 @@ def load_model(path: str, source: str, dtype=None):
     if tora_sd:  # comfy.ops layers: in low-VRAM mode ComfyUI loads them partly and casts the rest per layer
         attach_modules(patcher, tora_sd, source, comfy.ops.disable_weight_init)
     return patcher
-
-
-def has_modules(model_patcher) -> bool:
-    return bool(model_patcher.get_additional_models_with_key(MODULES_KEY))
 
 
 def modules_of(model_patcher) -> ToraModules:

@@ -129,6 +129,9 @@ class ScheduledContextWindows:
 
 @functools.cache
 def scheduled_class():
-    """ScheduledContextWindows as a core ContextHandlerABC (made on first use: imports ComfyUI)."""
-    from comfy.context_windows import ContextHandlerABC
-    return type("MotionKitScheduledContextHandler", (ScheduledContextWindows, ContextHandlerABC), {})
+    """ScheduledContextWindows as a core ContextHandlerABC (made on first use: imports ComfyUI). Core only calls
+    the three methods, so a core without that base class gets the plain class."""
+    import comfy.context_windows as cw
+    abc = getattr(cw, "ContextHandlerABC", None)
+    bases = (ScheduledContextWindows,) if abc is None else (ScheduledContextWindows, abc)
+    return type("MotionKitScheduledContextHandler", bases, {})

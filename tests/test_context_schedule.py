@@ -327,7 +327,8 @@ class StandIn(torch.nn.Module):
         window = (transformer_options or {}).get("context_window")
         frames = list(window.index_list) if window is not None else list(range(x.shape[0]))
         self.calls.append((float(transformer_options["sigmas"][0]), frames))
-        return torch.tanh(torch.einsum("bchw,dc->bdhw", x, self.mix)) * 0.1
+        mixed = torch.einsum("bchw,dc->bdhw", x, self.mix)
+        return torch.tanh(mixed + x.mean(0, keepdim=True)) * 0.1  # the frames of a call see each other
 
 
 def comfy_model(comfy):
@@ -379,6 +380,7 @@ def test_two_part_schedule_runs_long_windows_before_the_switch_and_short_after(c
             assert seen == ({16} if sigma > half else {8}), (sigma, half, seen)
         assert {16} in lengths.values() and {8} in lengths.values()
     assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], sample(comfy, first))  # the windows after the switch matter
     # the windows are the handlers' own: static 16/4 then static 8/2 over 24 frames
     early = [f for s, f in standin.calls if s > half][:2]
     late = [f for s, f in standin.calls if s <= half][:4]

@@ -6,10 +6,11 @@ The semantics are AnimateDiff-Evolved's 'AnimateDiff Keyframe' (Kosinkadink/Comf
   start_percent in the order they were chained; the group always begins with a default keyframe at 0 that sets
   nothing, unless a chained keyframe starts at 0 itself;
 * the keyframe in force is chosen once per sampling step (model_injection.MotionModelAttachment
-  .prepare_current_keyframe): when the step's sigma differs from the last one seen, and the current keyframe has
-  been used for its guarantee_steps (0 when it starts before the first sigma of this sampling run), the following
-  keyframes whose start sigma is >= the step's sigma are taken in turn, stopping at the first that guarantees
-  steps; each taken keyframe sets the values it has, and with inherit_missing off clears those it lacks;
+  .prepare_current_keyframe, written once in common.start_schedule): when the step's sigma differs from the last
+  one seen, and the current keyframe has been used for its guarantee_steps (0 when it starts before the first
+  sigma of this sampling run), the following keyframes whose start sigma is >= the step's sigma are taken in
+  turn, stopping at the first that guarantees steps; each taken keyframe sets the values it has, and with
+  inherit_missing off clears those it lacks;
 * the values in force multiply the base values of 'Apply Motion Model' (utils_motion.get_combined_multival):
   numbers multiply, two masks are combined on the larger one's size (the other resized bilinearly, centre-cropped
   to its aspect; frames extended by holding the last one) and multiplied.
@@ -24,10 +25,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from ..common.start_schedule import StartSchedule
 from .regional import MotionMask
-
-# ADE utils_model.BIGMAX_TENSOR: the first sigma of a run when the sampler gives none
-NO_SAMPLE_SIGMAS = torch.tensor(9999999999.9)
 
 
 @dataclass(frozen=True)
@@ -97,54 +96,47 @@ def combine(base: Multival | None, current: Multival | None) -> Multival | None:
 
 
 class KeyframeSelection:
-    """The keyframe in force during one sampling run, stepped at each UNet call (ADE prepare_current_keyframe).
+    """The keyframe in force during one sampling run, stepped at each UNet call (ADE prepare_current_keyframe; the
+    choice itself is common.start_schedule's, shared with scheduled context windows).
 
     `start_sigmas(model_sampling)` before each run, then `step(sigma, sample_sigmas)` at each call; `values()` is
     (motion_scale Multival or None, attention_scale Multival or None) of the keyframe in force."""
 
     def __init__(self, keyframes: MotionKeyframes):
         self.keyframes = keyframes.keyframes
-        self.start_t = [float("inf")] * len(self.keyframes)
+        self.schedule = StartSchedule([k.start_percent for k in self.keyframes],
+                                      [k.guarantee_steps for k in self.keyframes], first_in_force=False)
         self.reset()
 
+    @property
+    def index(self) -> int:
+        return self.schedule.index
+
+    @property
+    def start_t(self) -> list[float]:
+        return self.schedule.start_t
+
     def reset(self) -> None:
-        self.index = -1
-        self.used_steps = 0
-        self.previous_t = None
+        self.schedule.reset()
         self.effect = None
         self.scale = None
 
     def set_start_sigmas(self, model_sampling) -> None:
         """The keyframes' start percents on this model's schedule (ADE initialize_timesteps); resets the run."""
-        self.start_t = [float(model_sampling.percent_to_sigma(k.start_percent)) for k in self.keyframes]
+        self.schedule.set_start_sigmas(model_sampling)
         self.reset()
-
-    def _guarantee(self, i: int, max_sigma: torch.Tensor) -> int:
-        # ADE get_effective_guarantee_steps: a keyframe that starts before this run's first sigma guarantees none
-        return 0 if self.start_t[i] > max_sigma else self.keyframes[i].guarantee_steps
 
     def step(self, sigma: torch.Tensor, sample_sigmas: torch.Tensor | None = None) -> bool:
         """Take this call's sigma (a 0-dim tensor; compared in its dtype, as ADE's tensor comparisons); True when
         the keyframe in force changed."""
-        if self.previous_t is not None and bool(sigma == self.previous_t):
-            return False  # another call of the same step (cond/uncond, context windows)
-        before = self.index
-        max_sigma = torch.max(sample_sigmas if sample_sigmas is not None else NO_SAMPLE_SIGMAS)
-        if self.index < 0 or self.used_steps >= self._guarantee(self.index, max_sigma):
-            for i in range(self.index + 1, len(self.keyframes)):
-                if not bool(self.start_t[i] >= sigma):
-                    break  # this keyframe starts later in sampling
-                keyframe = self.keyframes[i]
-                self.index, self.used_steps = i, 0
-                if keyframe.effect is not None or not keyframe.inherit_missing:
-                    self.effect = keyframe.effect
-                if keyframe.scale is not None or not keyframe.inherit_missing:
-                    self.scale = keyframe.scale
-                if self._guarantee(i, max_sigma) > 0:
-                    break
-        self.used_steps += 1
-        self.previous_t = sigma
-        return self.index != before
+        taken = self.schedule.step(sigma, sample_sigmas)
+        for i in taken:  # each keyframe taken sets its values in turn
+            keyframe = self.keyframes[i]
+            if keyframe.effect is not None or not keyframe.inherit_missing:
+                self.effect = keyframe.effect
+            if keyframe.scale is not None or not keyframe.inherit_missing:
+                self.scale = keyframe.scale
+        return bool(taken)
 
 
 def base_values(settings) -> tuple[Multival | None, Multival | None]:

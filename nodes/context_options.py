@@ -7,9 +7,12 @@ class ContextWindows:
     DESCRIPTION = ("Samples long animations in overlapping windows of frames, so the motion model only ever sees "
                    "as many frames as it was trained on and memory stays that of one window. Put it before or "
                    "after 'Apply Motion Model'. ControlNet images (one per frame) and per-frame prompts follow "
-                   "their frames into every window. Uses ComfyUI's own context-window sampling.")
+                   "their frames into every window. Chain several at later start_percents to change the windows "
+                   "during sampling (AnimateDiff-Evolved's scheduled context options). Uses ComfyUI's own "
+                   "context-window sampling.")
     CATEGORY = "MotionKit"
-    SEARCH_ALIASES = ["context options", "sliding window", "long animation", "animatediff context"]
+    SEARCH_ALIASES = ["context options", "sliding window", "long animation", "animatediff context",
+                      "scheduled context options"]
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The model, sampling its frames in context windows (the input MODEL is unchanged).",)
     FUNCTION = "apply"
@@ -47,8 +50,20 @@ class ContextWindows:
                                         "from the last frames to the first (without it only some steps do), so "
                                         "the animation loops seamlessly (e.g. a looping GIF). uniform fixed "
                                         "always wraps, as the original."}),
+        }, "optional": {
+            "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip":
+                                        "When these windows take over during sampling. 0: from the start (they "
+                                        "replace a Context Windows before this node). Above 0: connect this node "
+                                        "after another Context Windows; its windows run until this point (0.5 = "
+                                        "halfway) and these after, e.g. long windows early for the overall motion, "
+                                        "short ones late for detail. Chain them in order of start_percent."}),
+            "guarantee_steps": ("INT", {"default": 1, "min": 0, "max": 10000, "tooltip":
+                                        "Sampling steps these windows run at least once they take over, even when "
+                                        "the next Context Windows' start_percent is reached sooner (few steps); "
+                                        "0 = skipped if the next one has started by then."}),
         }}
 
-    def apply(self, model, context_length, context_overlap, schedule, context_stride, fuse_method, closed_loop):
+    def apply(self, model, context_length, context_overlap, schedule, context_stride, fuse_method, closed_loop,
+              start_percent=0.0, guarantee_steps=1):
         return (apply_context_windows(model, context_length, context_overlap, schedule, context_stride, fuse_method,
-                                      closed_loop),)
+                                      closed_loop, start_percent, guarantee_steps),)

@@ -25,8 +25,9 @@ behaviour, with a warning.
   ("context_window") through `common.unet_call.window_frames`, so they follow the same windows as the conds.
 Besides: core's schedules run with a stride that fits the frames and no frame left out
 (`context_schedule`), Moore-AnimateAnyone's fixed wrapping windows as one more schedule, a gaussian fuse
-method in core's ContextFuseMethod form (`fuse_method`), and the sampler's progress bar advanced after every
-window, not only every step (sampling.window_progress).
+method in core's ContextFuseMethod form (`fuse_method`), the sampler's progress bar advanced after every
+window, not only every step (sampling.window_progress), and options that change during sampling: Context Windows
+chained at later start_percents (sampling.scheduled_context, AnimateDiff-Evolved's scheduled context options).
 
 These overrides reach into core's handler internals (`_step`, five methods), so `handler_class` first checks
 that core still has them as written (`core_differences`); a ComfyUI whose handler changed gets its own handler,
@@ -48,6 +49,7 @@ from ..common.patch import patched_clone
 from . import window_progress
 from .context import (FIXED_UNIFORM, GAUSSIAN, SCHEDULES, check_settings, fill_gaps, fixed_uniform_windows,
                       gaussian_weights, step_index, usable_stride)
+from .scheduled_context import ContextPart, ContextPlan, schedule_parts, scheduled_class
 
 LOG = logging.getLogger("MotionKit")
 KEY = "motionkit_context_windows"
@@ -271,21 +273,48 @@ def make_handler(context_length: int, context_overlap: int, schedule: str, conte
         closed_loop=closed_loop, dim=0)
 
 
+def settings_label(context_length: int, context_overlap: int, schedule: str, context_stride: int, fuse: str,
+                   closed_loop: bool) -> str:
+    """The node's settings as an artist reads them in a message."""
+    extra = (f", stride {context_stride}" if context_stride != 1 else "") + (", closed loop" if closed_loop else "")
+    return f"length {context_length}, overlap {context_overlap}, {schedule}, {fuse}{extra}"
+
+
 def apply_context_windows(model_patcher, context_length: int, context_overlap: int, schedule: str,
-                          context_stride: int, fuse: str, closed_loop: bool):
-    """A clone of `model_patcher` that samples its frames in context windows; the input is left as it was."""
+                          context_stride: int, fuse: str, closed_loop: bool, start_percent: float = 0.0,
+                          guarantee_steps: int = 1):
+    """A clone of `model_patcher` that samples its frames in context windows; the input is left as it was.
+
+    start_percent 0: these windows, from the start of sampling (replacing a single earlier Context Windows).
+    Above 0: the Context Windows already on the model run until then and these take over, after the earlier ones
+    ran their guarantee_steps (sampling.scheduled_context, which refuses chains out of order)."""
     import comfy.context_windows as cw
 
     handler = make_handler(context_length, context_overlap, schedule, context_stride, fuse, closed_loop)
+    part = ContextPart(start_percent, guarantee_steps, handler,
+                       settings_label(context_length, context_overlap, schedule, context_stride, fuse, closed_loop))
+    earlier = model_patcher.get_attachment(KEY)
+    if not (isinstance(earlier, ContextPlan) and earlier.handler is model_patcher.model_options.get("context_handler")):
+        earlier = None  # none of MotionKit's, or another node has put its own handler on the model since
+    parts = schedule_parts(earlier, part)
+    plan = ContextPlan(parts, handler if len(parts) == 1 else scheduled_class()(parts))
 
     def note(noise, executor):
-        frames, length = noise.shape[0], getattr(executor.class_obj.model_options.get("context_handler"),
-                                                 "context_length", None)
-        if length is not None and frames <= length:
-            LOG.info(f"MotionKit context windows: {frames} frames fit in one window of {length}; "
-                     f"they are sampled in one pass.")
+        frames = noise.shape[0]
+        if len(parts) == 1:
+            length = getattr(executor.class_obj.model_options.get("context_handler"), "context_length", None)
+            if length is not None and frames <= length:
+                LOG.info(f"MotionKit context windows: {frames} frames fit in one window of {length}; "
+                         f"they are sampled in one pass.")
+            return
+        for p in parts:
+            if frames <= p.handler.context_length:
+                LOG.info(f"MotionKit context windows: {frames} frames fit in one window of {p.handler.context_length} "
+                         f"({p.describe()}); while those options are in force they are sampled in one pass.")
 
-    m = patched_clone(model_patcher, KEY, replace=True, before=note)  # applied twice: one note is enough
-    m.model_options["context_handler"] = handler
+    pre_run = plan.handler.set_start_sigmas if len(parts) > 1 else None  # a new run starts with the first part
+    m = patched_clone(model_patcher, KEY, replace=True, before=note, pre_run=pre_run,  # applied twice: one note
+                      attachment=plan)
+    m.model_options["context_handler"] = plan.handler
     cw.create_prepare_sampling_wrapper(m)  # core's: memory is estimated for one window, not all frames
     return m

@@ -96,12 +96,13 @@ def frames_of(bank: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 def keys_with_bank(context: torch.Tensor, value: torch.Tensor, banks: list, strength: float):
-    """attn1's keys and values with the bank appended on the token axis, one bank per cond in the batch (None: that
-    cond has none, it attends to itself twice, the same attention as without a bank)."""
+    """attn1's keys and values with the bank appended on the token axis, one bank per cond in the batch (None, or
+    a bank of other tokens (a cond with another area): that cond attends to itself twice, the same attention as
+    without a bank)."""
     parts = []
     for rows, bank in zip(rows_per_cond(context.size(0), banks), banks):
         own = context[rows]
-        if bank is None:
+        if bank is None or bank.shape[1:] != own.shape[1:]:  # none, or another area's tokens: attend to itself
             parts.append(own)
             continue
         bank = frames_of(bank, own.size(0)).to(own)

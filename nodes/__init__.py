@@ -5,6 +5,7 @@ from .animatelcm_i2v import AnimateLCMI2VImage
 from .apply_motion_model import ApplyMotionModel
 from .cogvideox import (CogVideoXDecode, CogVideoXDynamicCFG, CogVideoXImageToVideo, CogVideoXSampling,
                         CogVideoXTextEncode, EmptyCogVideoXLatent, LoadCogVideoX, LoadCogVideoXVAE)
+from .context_consistency import ContextNaiveReuse, ContextReference
 from .context_options import ContextWindows
 from .domain_adapter import ApplyDomainAdapter
 from .load_motion_model import LoadMotionModel
@@ -36,6 +37,8 @@ NODES = [
     ("MotionKitApplyDomainAdapter", ApplyDomainAdapter, "Apply Domain Adapter 🎞️"),
     ("MotionKitI2VImage", AnimateLCMI2VImage, "Apply AnimateLCM-I2V Image 🎞️"),
     ("MotionKitContextWindows", ContextWindows, "Context Windows (Motion) 🎞️"),
+    ("MotionKitContextRef", ContextReference, "Context Reference 🎞️"),
+    ("MotionKitContextNaiveReuse", ContextNaiveReuse, "Context Naive Reuse 🎞️"),
     ("MotionKitSaveAnimation", SaveAnimation, "Save Animation 🎞️"),
     ("MotionKitLoadVideo", LoadVideo, "Load Video Frames 🎞️"),
     ("MotionKitLoadImageFolder", LoadImageFolder, "Load Image Folder 🎞️"),

@@ -23,6 +23,9 @@ behaviour, with a warning.
 * per-frame inputs that live on the MODEL rather than in the conds (a trajectory's flow for MotionCtrl's OMCM,
   its boxes for trajectory attention) take the window core publishes in transformer_options
   ("context_window") through `common.unet_call.window_frames`, so they follow the same windows as the conds.
+* ContextRef and NaiveReuse (sampling.consistency; nodes "Context Reference" / "Context Naive Reuse"): `execute`
+  opens their step state in transformer_options, `evaluate_context_windows` tells it each window in order, and
+  the fused result is blended by NaiveReuse before it is returned.
 Besides: core's schedules run with a stride that fits the frames and no frame left out
 (`context_schedule`), Moore-AnimateAnyone's fixed wrapping windows as one more schedule, a gaussian fuse
 method in core's ContextFuseMethod form (`fuse_method`), the sampler's progress bar advanced after every
@@ -46,7 +49,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..common.patch import patched_clone
-from . import window_progress
+from . import consistency, window_progress
 from .context import (FIXED_UNIFORM, GAUSSIAN, SCHEDULES, check_settings, fill_gaps, fixed_uniform_windows,
                       gaussian_weights, step_index, usable_stride)
 from .scheduled_context import ContextPart, ContextPlan, schedule_parts, scheduled_class
@@ -83,10 +86,16 @@ class WindowedConditioning:
         sigmas = model_options.get("transformer_options", {}).get("sample_sigmas")
         self._step = step_index(sigmas, timestep, self._step)
 
-    def execute(self, *args, **kwargs):
+    def execute(self, calc_cond_batch, model, conds, x_in, timestep, model_options):
+        options = model_options.setdefault("transformer_options", {})
+        step = consistency.open_step(options, model, float(timestep.flatten()[0]))  # ContextRef / NaiveReuse
+        if step is not None:
+            options[consistency.STEP_KEY] = step
         try:
-            return super().execute(*args, **kwargs)
+            fused = super().execute(calc_cond_batch, model, conds, x_in, timestep, model_options)
+            return fused if step is None else step.finish(fused)
         finally:
+            options.pop(consistency.STEP_KEY, None)  # the bank lives one step (ADE cleans it after every step)
             self.restore_controls()
 
     # the sampler's progress bar moves with every window (sampling.window_progress) ----------------
@@ -98,8 +107,19 @@ class WindowedConditioning:
 
     def evaluate_context_windows(self, calc_cond_batch, model, x_in, conds, timestep, enumerated_context_windows,
                                  model_options, *args, **kwargs):
-        results = super().evaluate_context_windows(calc_cond_batch, model, x_in, conds, timestep,
-                                                   enumerated_context_windows, model_options, *args, **kwargs)
+        step = model_options.get("transformer_options", {}).get(consistency.STEP_KEY)
+        if step is None:
+            results = super().evaluate_context_windows(calc_cond_batch, model, x_in, conds, timestep,
+                                                       enumerated_context_windows, model_options, *args, **kwargs)
+        else:  # ContextRef / NaiveReuse follow the windows one by one, in order
+            results = []
+            for window_idx, window in enumerated_context_windows:
+                step.begin_window(window_idx, window.index_list)
+                done = super().evaluate_context_windows(calc_cond_batch, model, x_in, conds, timestep,
+                                                        [(window_idx, window)], model_options, *args, **kwargs)
+                for result in done:
+                    step.window_done(result.window_idx, result.window.index_list, result.sub_conds_out)
+                results.extend(done)
         window_progress.window_done(model_options, len(enumerated_context_windows))
         return results
 

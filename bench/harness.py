@@ -172,7 +172,9 @@ class StubServer:
 
 
 class Comfy:
-    def __init__(self, root: Path, device: str, checkpoint: Path, motion_file: Path):
+    def __init__(self, root: Path, device: str, checkpoint: Path, motion_file: Path, extra_packs: tuple = ()):
+        """`extra_packs`: (folder name, path) of other custom node packs to load beside MotionKit, each through a
+        symlink in the same temporary custom_nodes folder (bench_ade.py: AnimateDiff-Evolved)."""
         import torch
         sys.path.insert(0, str(root))
         import comfy.options
@@ -205,6 +207,12 @@ class Comfy:
         ok = asyncio.run(load) if asyncio.iscoroutine(load) else load
         if not ok or "MotionKitApplyMotionModel" not in nodes.NODE_CLASS_MAPPINGS:
             raise SystemExit("ComfyUI did not load the MotionKit pack (see the log above)")
+        for name, path in extra_packs:
+            link = base / "custom_nodes" / name
+            os.symlink(Path(path).resolve(), link, target_is_directory=True)
+            load = nodes.load_custom_node(str(link))
+            if not (asyncio.run(load) if asyncio.iscoroutine(load) else load):
+                raise SystemExit(f"ComfyUI did not load the custom node pack {path} (see the log above)")
         # the pack registered animatediff_models when it loaded; add the bench file's folder to it
         folder_paths.add_model_folder_path("animatediff_models", str(motion_file.parent), is_default=True)
         apply_cls = nodes.NODE_CLASS_MAPPINGS["MotionKitApplyMotionModel"]

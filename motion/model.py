@@ -44,6 +44,23 @@ def sinusoidal_table(length: int, channels: int, device=None, dtype=torch.float3
     return pe.to(dtype)
 
 
+_PE_CACHE: dict = {}  # (length, channels, device, dtype) -> table; a few entries per run (one per width and window length)
+
+
+def cached_sinusoidal_table(length: int, channels: int, device, dtype) -> torch.Tensor:
+    """sinusoidal_table, made once per (length, channels, device, dtype) and shared by every module and call: the
+    table is a fixed function of those (AnimateDiff-Evolved keeps it as a buffer). Making it anew costs ~6 small ops
+    per module call, which is nothing on an idle CPU but milliseconds each when another process holds the other
+    core and every op waits for its OpenMP threads."""
+    key = (length, channels, torch.device(device), dtype, torch.is_inference_mode_enabled())  # no inference tensors in autograd
+    table = _PE_CACHE.get(key)
+    if table is None:
+        if len(_PE_CACHE) > 64:  # bound it for runs that see many window lengths or devices
+            _PE_CACHE.clear()
+        table = _PE_CACHE[key] = sinusoidal_table(length, channels, device=device, dtype=dtype)
+    return table
+
+
 def group_norm(x: torch.Tensor, frames: int, weight, bias, mode: str, groups: int = GROUPS, eps: float = NORM_EPS):
     """GroupNorm over (B·F, C, H, W): statistics per frame, or pooled over the F frames of each batch item (§7)."""
     if mode == PER_FRAME:
@@ -129,6 +146,11 @@ class TemporalTransformer(nn.Module):
     def delta(self, x: torch.Tensor, frames: int, norm_mode: str, key_scale=None) -> torch.Tensor:
         """What the module adds to its input: out = x + delta (§2 steps 2-7). `key_scale`: a number, or
         [B·F, 1, H, W] per frame and pixel, multiplying every temporal attention's keys (TemporalAttention)."""
+        return rearrange(self.delta_frames(x, frames, norm_mode, key_scale), "b f c h w -> (b f) c h w")
+
+    def delta_frames(self, x: torch.Tensor, frames: int, norm_mode: str, key_scale=None) -> torch.Tensor:
+        """`delta` as [B, F, C, H, W], a strided view of the last projection's output: the residual sum reads it
+        in place (MotionModule.forward) instead of copying it back to the (B·F, C, H, W) layout first."""
         if norm_mode == PER_FRAME:
             h = self.norm(x)
         else:  # statistics over all frames of a batch item (§7)
@@ -136,13 +158,13 @@ class TemporalTransformer(nn.Module):
         height, width = h.shape[-2:]
         h = rearrange(h, "(b f) c h w -> (b h w) f c", f=frames)
         h = self.proj_in(h)
-        pe = sinusoidal_table(frames, self.channels, device=h.device, dtype=h.dtype)
+        pe = cached_sinusoidal_table(frames, self.channels, h.device, h.dtype)
         if isinstance(key_scale, torch.Tensor):
             key_scale = rearrange(key_scale, "(b f) 1 h w -> (b h w) f 1", f=frames).contiguous()
         for block in self.transformer_blocks:
             h = block(h, pe, key_scale)
         h = self.proj_out(h)
-        return rearrange(h, "(b h w) f c -> (b f) c h w", h=height, w=width)
+        return rearrange(h, "(b h w) f c -> b f c h w", h=height, w=width)
 
 
 class MotionModule(nn.Module):
@@ -171,18 +193,22 @@ class MotionModule(nn.Module):
         inner = x if feature is None else x + feature
         if isinstance(key_scale, torch.Tensor):
             key_scale = key_scale.repeat(x.shape[0] // frames, 1, 1, 1)
-        delta = self.temporal_transformer.delta(inner if dtype is None else inner.to(dtype), frames, norm_mode,
-                                                key_scale)
+        # the sum is taken as [B, F, C, H, W] (views of x and of delta's projection: no copy of delta first)
+        by_frame = lambda t: rearrange(t, "(b f) c h w -> b f c h w", f=frames)  # noqa: E731
+        delta = self.temporal_transformer.delta_frames(inner if dtype is None else inner.to(dtype), frames, norm_mode,
+                                                       key_scale)
         delta = delta.to(x.dtype)  # a no-op unless `dtype` differs
         if feature is not None:
-            delta = feature + delta
+            delta = by_frame(feature) + delta
         if isinstance(scale, torch.Tensor) and scale.ndim == 1:  # per frame
             scale = rearrange(cast(scale, x).repeat(x.shape[0] // frames), "n -> n 1 1 1")
         elif isinstance(scale, torch.Tensor):  # per frame and pixel, [frames, 1, H, W]: the same in every cond chunk
             scale = cast(scale, x).repeat(x.shape[0] // frames, 1, 1, 1)
         elif scale == 1.0:
-            return x + delta
-        return x + delta * scale
+            return rearrange(by_frame(x) + delta, "b f c h w -> (b f) c h w")
+        if isinstance(scale, torch.Tensor):
+            scale = by_frame(scale)
+        return rearrange(by_frame(x) + delta * scale, "b f c h w -> (b f) c h w")
 
 
 class MotionBlock(nn.Module):

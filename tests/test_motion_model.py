@@ -89,3 +89,21 @@ def test_runs_in_activation_dtype(dtype):
     tol = 0.1 if dtype == torch.bfloat16 else 0.02
     assert (out.float() - ref).abs().max() / ref.abs().max() < tol
     assert (out16 - ref).abs().max() / ref.abs().max() < tol
+
+
+def test_pe_table_cached_and_safe_for_training_after_inference():
+    """The PE table is made once per (length, width, device, dtype) and reused; one made under inference_mode (as
+    ComfyUI samples) is never handed to autograd afterwards (Train Motion LoRA runs in the same process)."""
+    from motionkit.motion.model import cached_sinusoidal_table
+    assert cached_sinusoidal_table(8, 64, "cpu", torch.float32) is cached_sinusoidal_table(8, 64, "cpu", torch.float32)
+    torch.testing.assert_close(cached_sinusoidal_table(8, 64, "cpu", torch.float32), sinusoidal_table(8, 64))
+    with torch.inference_mode():
+        made_in_inference = cached_sinusoidal_table(8, 48, "cpu", torch.float32)
+    assert not cached_sinusoidal_table(8, 48, "cpu", torch.float32).is_inference() and made_in_inference.is_inference()
+    m = make_module(module_weights())
+    x = frames_input()
+    with torch.inference_mode():
+        sampled = m(x, frames=8)
+    out = m(x.clone().requires_grad_(), frames=8)  # same table key, now with autograd
+    out.sum().backward()
+    torch.testing.assert_close(out.detach(), sampled)

@@ -49,10 +49,10 @@ def detect_layout(obj) -> str | None:
     return None
 
 
-def expected_shapes() -> dict[str, tuple]:
-    """{internal key: shape} of the published CameraCtrl (built on the meta device)."""
+def expected_shapes(channels=CHANNELS) -> dict[str, tuple]:
+    """{internal key: shape} of the published CameraCtrl (built on the meta device); `channels`: for tests."""
     with torch.device("meta"):
-        model = CameraCtrl()
+        model = CameraCtrl(channels)
     return {from_module_key(k): tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -81,9 +81,9 @@ def _what_else(obj, name: str) -> str:
     return f"'{name}' is not a CameraCtrl model."
 
 
-def internal_layout(obj, name: str = "CameraCtrl file") -> dict[str, torch.Tensor]:
-    """The tensors of either published layout in the internal layout, checked against the published shapes; other
-    files are refused with what they are."""
+def internal_layout(obj, name: str = "CameraCtrl file", channels=CHANNELS) -> dict[str, torch.Tensor]:
+    """The tensors of either published layout in the internal layout, checked against the published shapes
+    (`channels`: another width, for tests); other files are refused with what they are."""
     layout = detect_layout(obj)
     if layout is None:
         if isinstance(obj, dict) and (any(is_encoder_key(k) for k in obj) or any(is_merge_key(k) for k in obj)):
@@ -98,7 +98,7 @@ def internal_layout(obj, name: str = "CameraCtrl file") -> dict[str, torch.Tenso
     flat = {(k[len("module."):] if k.startswith("module.") else k): v
             for k, v in flat.items() if isinstance(v, torch.Tensor)}
     flat = {k: v for k, v in flat.items() if not k.endswith(".pos_encoder.pe")}
-    shapes = expected_shapes()
+    shapes = expected_shapes(channels)
     missing = [k for k in shapes if k not in flat]
     wrong = [f"{k} {tuple(flat[k].shape)} (expected {s})" for k, s in shapes.items()
              if k in flat and tuple(flat[k].shape) != s]
@@ -125,9 +125,9 @@ def read_cameractrl(path: str) -> dict[str, torch.Tensor]:
 
 
 def build_cameractrl(sd: dict[str, torch.Tensor], name: str = "CameraCtrl", operations=None,
-                     attention=None) -> CameraCtrl:
+                     attention=None, channels=CHANNELS) -> CameraCtrl:
     """A CameraCtrl with these internal-layout weights in float32, on `operations`' layers (default plain torch)."""
-    model = CameraCtrl(CHANNELS, operations, attention, name)
+    model = CameraCtrl(channels, operations, attention, name)
     model.load_state_dict({k: v.float() for k, v in to_module_keys(sd).items()}, strict=True)
     return model.eval().requires_grad_(False)
 

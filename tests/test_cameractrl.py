@@ -446,3 +446,23 @@ def test_missing_and_corrupt_files(tmp_path):
     bad.write_bytes(b"<html>not found</html>")
     with pytest.raises(CameraCtrlFileError, match="broken.safetensors"):
         read_cameractrl(str(bad))
+
+
+# ---------------------------------------------------------------------------------------------
+# The per-call features of camera/apply.py (its ComfyUI wrapper itself is not tested here)
+
+def test_run_features_per_window_and_size():
+    from motionkit.camera.apply import CameraRun, unet_sizes
+    assert unet_sizes(9, 12, 4) == [(9, 12), (5, 6), (3, 3), (2, 2)]
+    camera = randomised(TINY, seed=6)
+    poses = P.parse_pose_text(random_pose_text(6, seed=3), "random")
+    run = CameraRun(camera, poses)
+    window = run.features([2, 3, 4], 8, 12, torch.device("cpu"), torch.float32)
+    assert [tuple(f.shape) for f in window] == [(3, 32, 8, 12), (3, 64, 4, 6), (3, 128, 2, 3), (3, 128, 1, 2)]
+    # a window starts at its own frame 0: the same as a path that begins at pose 2
+    alone = CameraRun(camera, P.CameraPoses(poses.poses[2:5])).features([0, 1, 2], 8, 12, torch.device("cpu"),
+                                                                       torch.float32)
+    for a, b in zip(window, alone):
+        torch.testing.assert_close(a, b)
+    odd = run.features([0, 1], 9, 12, torch.device("cpu"), torch.float32)  # not a multiple of 8 latents: resized
+    assert [tuple(f.shape[-2:]) for f in odd] == unet_sizes(9, 12, 4)

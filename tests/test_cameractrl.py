@@ -466,3 +466,34 @@ def test_run_features_per_window_and_size():
         torch.testing.assert_close(a, b)
     odd = run.features([0, 1], 9, 12, torch.device("cpu"), torch.float32)  # not a multiple of 8 latents: resized
     assert [tuple(f.shape[-2:]) for f in odd] == unet_sizes(9, 12, 4)
+
+
+@pytest.mark.comfyui
+def test_comfy_layers_give_the_same_features_and_merge():
+    """Under ComfyUI the nodes may build CameraCtrl on comfy.ops layers with ComfyUI's attention: same keys, same
+    numbers."""
+    import comfy_env
+    comfy_env.comfy_on_cpu()
+    from motionkit.motion.injection import comfy_layers
+    operations, attention = comfy_layers()
+    plain = randomised(TINY, seed=7)
+    comfy_model = build_cameractrl(internal(plain), "tiny", operations, attention, channels=TINY)
+    assert list(comfy_model.state_dict()) == list(plain.state_dict())
+    plucker = torch.randn(8, 6, 64, 96)
+    with torch.no_grad():
+        for a, b in zip(comfy_model.encoder(plucker, 4), plain.encoder(plucker, 4)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        n, f = torch.randn(6, 4, 32), torch.randn(8, 32, 1, 3)
+        merge = ("down_blocks", 0, 1)
+        torch.testing.assert_close(CameraInput(comfy_model.merges.layer(*merge), f, 4, 0.5)(n),
+                                   CameraInput(plain.merges.layer(*merge), f, 4, 0.5)(n))
+
+
+def test_motion_model_loader_names_cameractrl_files():
+    from motionkit.motion.formats import classify, clean_state_dict
+    encoder = meta_tensors(KEYS["pose_encoder_state_dict"])
+    merges = meta_tensors(KEYS["attention_processor_state_dict"])
+    for content in ({**encoder, **merges}, {"pose_encoder_state_dict": encoder, "attention_processor_state_dict": merges,
+                                            "epoch": 1, "global_step": 2}):
+        with pytest.raises(WrongFileTypeError, match="is CameraCtrl .*not a motion model"):
+            classify(clean_state_dict(content, "CameraCtrl.ckpt"), "CameraCtrl.ckpt")

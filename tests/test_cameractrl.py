@@ -497,3 +497,64 @@ def test_motion_model_loader_names_cameractrl_files():
                                             "epoch": 1, "global_step": 2}):
         with pytest.raises(WrongFileTypeError, match="is CameraCtrl .*not a motion model"):
             classify(clean_state_dict(content, "CameraCtrl.ckpt"), "CameraCtrl.ckpt")
+
+
+@pytest.mark.comfyui
+def test_apply_camera_hands_features_to_every_down_and_up_motion_layer():
+    """apply.py's DIFFUSION_MODEL wrapper on a ModelPatcher with v3 applied (meta device: wiring only): every down and
+    up motion module gets a CameraInput with the feature of its level for all cond/uncond rows; the mid block none."""
+    import comfy_env
+    comfy_env.comfy_on_cpu()
+    import comfy.model_patcher
+    import comfy.ops
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+    from comfy.patcher_extension import WrappersMP
+    import motion_files as mf
+    from unet_helpers import SD15_UNET
+    from motionkit.camera.apply import KEY, apply_camera
+    from motionkit.motion.formats import build_motion_model, classify
+    from motionkit.motion.injection import ATTENTION_INPUTS, MotionSettings, applications, apply_motion_model
+
+    class FakeBase(torch.nn.Module):
+        def __init__(self, unet):
+            super().__init__()
+            self.diffusion_model = unet
+            self.manual_cast_dtype = None
+
+        def get_dtype(self):
+            return torch.float32
+
+    cpu = torch.device("cpu")
+    unet = UNetModel(**SD15_UNET, image_size=32, device="meta", operations=comfy.ops.disable_weight_init)
+    patcher = comfy.model_patcher.ModelPatcher(FakeBase(unet), cpu, cpu)
+    info, weights = classify(mf.v2(device="meta"), "mm_sd_v15_v2.ckpt")
+    m = apply_motion_model(patcher, build_motion_model(info, weights, "mm_sd_v15_v2.ckpt"), info, "mm_sd_v15_v2.ckpt",
+                           MotionSettings())
+    with torch.device("meta"):
+        camera = CameraCtrl()
+    with pytest.raises(CameraPoseError, match="start_percent"):
+        apply_camera(m, camera, P.preset(P.PAN_LEFT), start_percent=0.8, end_percent=0.2)
+    applied = apply_camera(m, camera, P.preset(P.PAN_LEFT, 1.0, 16), strength=0.5)
+    (wrapper,) = applied.get_wrappers(WrappersMP.DIFFUSION_MODEL, KEY)
+    seen = {}
+
+    def executor(*args, **kwargs):
+        seen.update(args[5])
+        return "ran"
+
+    x = torch.empty(32, 4, 8, 8, device="meta")  # cond and uncond, 16 frames each
+    assert wrapper(executor, x, None, None, None, None, {"cond_or_uncond": [1, 0]}) == "ran"
+    (app,) = applications(applied)
+    inputs = seen[ATTENTION_INPUTS]
+    motion = app.motion_model
+    assert len(inputs) == 20 and motion.mid_block.motion_modules[0] not in inputs
+    for group, blocks in (("down", motion.down_blocks), ("up", motion.up_blocks)):
+        for level, block in enumerate(blocks):
+            for module in block.motion_modules:
+                (index, camera_input), = inputs[module].items()
+                feature_level = level if group == "down" else 3 - level
+                assert index == 0 and camera_input.strength == 0.5 and camera_input.frames == 16
+                assert tuple(camera_input.feature.shape) == (32, (320, 640, 1280, 1280)[feature_level],
+                                                             8 >> feature_level, 8 >> feature_level)
+    with pytest.raises(CameraCtrlFileError, match="no motion model"):
+        apply_camera(patcher, camera, P.preset(P.PAN_LEFT))

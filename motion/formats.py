@@ -54,6 +54,8 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
 
 def clean_state_dict(sd, name: str = "state dict") -> dict[str, torch.Tensor]:
     """Unwrap `state_dict` / `controlnet` wrappers and drop non-tensor entries (`animatediff_config`)."""
+    if isinstance(sd, dict) and isinstance(sd.get("pose_encoder_state_dict"), dict):  # CameraCtrl's original release:
+        sd = {**sd["pose_encoder_state_dict"], **(sd.get("attention_processor_state_dict") or {})}  # so it is named
     return tensors(sd, name, MotionKitError, "Choose a motion model file (e.g. mm_sd_v15_v2.ckpt).")
 
 
@@ -70,6 +72,7 @@ def key_patterns(keys, limit: int = 8) -> str:
 SPARSECTRL, MOTION_LORA, DOMAIN_ADAPTER = "sparsectrl", "motion_lora", "domain_adapter"
 SD_LORA, SD_CHECKPOINT, MOTION_MODEL = "sd_lora", "sd_checkpoint", "motion_model"
 OMCM = "omcm"  # MotionCtrl's object-motion module; the original T2I-Adapter files have the same key names
+CAMERACTRL = "cameractrl"  # CameraCtrl's camera encoder + qkv_merge layers (camera/files.py)
 
 _KINDS = {  # kind: (what it is, which node takes it)
     SPARSECTRL: ("a SparseCtrl model (AnimateDiff v3's sparse control net)",
@@ -84,6 +87,9 @@ _KINDS = {  # kind: (what it is, which node takes it)
     OMCM: ("MotionCtrl's object-motion module (OMCM) or a T2I-Adapter",
            "Load an OMCM (motionctrl_animatediff_omcm.ckpt) with 'Load MotionCtrl OMCM' (file in models/motionctrl), "
            "a T2I-Adapter with core 'Load ControlNet Model'"),
+    CAMERACTRL: ("CameraCtrl (camera control for AnimateDiff v3)",
+                 "Load it with the CameraCtrl loader (file in models/animatediff_models) and apply it to a MODEL that "
+                 "has v3_sd15_mm.ckpt applied"),
 }
 
 
@@ -99,6 +105,8 @@ def detect_kind(keys) -> str | None:
         return SD_LORA
     if any(k.startswith(("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")) for k in keys):
         return SD_CHECKPOINT
+    if any(".processor.qkv_merge." in k or k.startswith("encoder_down_conv_blocks.") for k in keys):
+        return CAMERACTRL  # its flat (pruned) file also holds `motion_modules.` keys: test it first
     if any("motion_modules." in k or "temporal_attentions." in k for k in keys):
         return MOTION_MODEL
     if any(k.endswith("conv_in.weight") for k in keys) and any(k.endswith("body.0.block1.weight") for k in keys):

@@ -36,6 +36,9 @@ LAYER_NAME = "motionkit_motion"
 # transformer_options entry: {motion module: tensor added to its input} (AnimateLCM-I2V image features,
 # put there per UNet call by motion.image_conditioning)
 IMAGE_FEATURES = "motionkit_image_features"
+# transformer_options entry: {motion module: {attention block index: function of its input}} (CameraCtrl's camera
+# features, put there per UNet call by camera.apply; motion.model.TemporalTransformerBlock applies them)
+ATTENTION_INPUTS = "motionkit_attention_inputs"
 
 
 @dataclass
@@ -126,7 +129,8 @@ class MotionLayer(nn.Module):
             scale = masked_scale(scale, s.mask, window_frames(transformer_options, frames) or list(range(frames)), x)
         feature = transformer_options.get(IMAGE_FEATURES, {}).get(self.module)
         key_scale = attention_key_scale(s, frames, transformer_options, x)
-        return self.module(x, frames, self.app.info.module_norm, scale, feature, self.app.dtype, key_scale)
+        inputs = transformer_options.get(ATTENTION_INPUTS, {}).get(self.module)
+        return self.module(x, frames, self.app.info.module_norm, scale, feature, self.app.dtype, key_scale, inputs)
 
     def forward(self, x):  # only reached if ComfyUI ever calls the layer without our patch
         raise RuntimeError("MotionKit motion layer called without transformer_options; this ComfyUI version "

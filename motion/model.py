@@ -127,9 +127,14 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(channels, ops)
         self.ff_norm = ops.LayerNorm(channels)
 
-    def forward(self, h: torch.Tensor, pe: torch.Tensor, key_scale=None) -> torch.Tensor:
-        for attention, norm in zip(self.attention_blocks, self.norms):
-            h = h + attention(norm(h) + pe, key_scale)
+    def forward(self, h: torch.Tensor, pe: torch.Tensor, key_scale=None, attention_inputs=None) -> torch.Tensor:
+        """`attention_inputs`: {attention block index: function} changing that block's input (normed, PE added;
+        (sequences, frames, C)) before q, k and v are taken from it; CameraCtrl's camera merge (camera/merge.py)."""
+        for index, (attention, norm) in enumerate(zip(self.attention_blocks, self.norms)):
+            n = norm(h) + pe
+            if attention_inputs and index in attention_inputs:
+                n = attention_inputs[index](n)
+            h = h + attention(n, key_scale)
         return h + self.ff(self.ff_norm(h))
 
 
@@ -143,12 +148,16 @@ class TemporalTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(channels, attention_blocks, ops, attention)])
         self.proj_out = ops.Linear(channels, channels)
 
-    def delta(self, x: torch.Tensor, frames: int, norm_mode: str, key_scale=None) -> torch.Tensor:
+    def delta(self, x: torch.Tensor, frames: int, norm_mode: str, key_scale=None,
+              attention_inputs=None) -> torch.Tensor:
         """What the module adds to its input: out = x + delta (§2 steps 2-7). `key_scale`: a number, or
-        [B·F, 1, H, W] per frame and pixel, multiplying every temporal attention's keys (TemporalAttention)."""
-        return rearrange(self.delta_frames(x, frames, norm_mode, key_scale), "b f c h w -> (b f) c h w")
+        [B·F, 1, H, W] per frame and pixel, multiplying every temporal attention's keys (TemporalAttention).
+        `attention_inputs`: see TemporalTransformerBlock.forward."""
+        return rearrange(self.delta_frames(x, frames, norm_mode, key_scale, attention_inputs),
+                         "b f c h w -> (b f) c h w")
 
-    def delta_frames(self, x: torch.Tensor, frames: int, norm_mode: str, key_scale=None) -> torch.Tensor:
+    def delta_frames(self, x: torch.Tensor, frames: int, norm_mode: str, key_scale=None,
+                     attention_inputs=None) -> torch.Tensor:
         """`delta` as [B, F, C, H, W], a strided view of the last projection's output: the residual sum reads it
         in place (MotionModule.forward) instead of copying it back to the (B·F, C, H, W) layout first."""
         if norm_mode == PER_FRAME:
@@ -162,7 +171,7 @@ class TemporalTransformer(nn.Module):
         if isinstance(key_scale, torch.Tensor):
             key_scale = rearrange(key_scale, "(b f) 1 h w -> (b h w) f 1", f=frames).contiguous()
         for block in self.transformer_blocks:
-            h = block(h, pe, key_scale)
+            h = block(h, pe, key_scale, attention_inputs)
         h = self.proj_out(h)
         return rearrange(h, "(b h w) f c -> b f c h w", h=height, w=width)
 
@@ -175,7 +184,7 @@ class MotionModule(nn.Module):
         self.temporal_transformer = TemporalTransformer(channels, attention_blocks, operations, attention)
 
     def forward(self, x: torch.Tensor, frames: int, norm_mode: str = PER_FRAME, scale=1.0, feature=None,
-                dtype: torch.dtype | None = None, key_scale=None) -> torch.Tensor:
+                dtype: torch.dtype | None = None, key_scale=None, attention_inputs=None) -> torch.Tensor:
         """`scale` blends the motion in: x + scale·delta (1 = as trained, 0 = identity).
 
         It may be a per-frame tensor of shape [frames], or per frame and pixel [frames, 1, H, W] (a resized
@@ -187,7 +196,11 @@ class MotionModule(nn.Module):
         to it and delta cast back, so the residual sum stays in x's dtype.
 
         `key_scale` (None = 1): multiplies the temporal attention's keys, a number or [frames, 1, H, W] (the same in
-        every cond chunk); AnimateDiff-Evolved's scale_multival."""
+        every cond chunk); AnimateDiff-Evolved's scale_multival.
+
+        `attention_inputs` (None = none): {attention block index: function} applied to that attention block's input
+        in the (B·H·W, F, C) layout (CameraCtrl's camera features, camera/merge.py); part of delta, so `scale`
+        blends it too."""
         if x.shape[0] % frames:
             raise ValueError(f"motion module got a batch of {x.shape[0]} rows, not a multiple of {frames} frames")
         inner = x if feature is None else x + feature
@@ -196,7 +209,7 @@ class MotionModule(nn.Module):
         # the sum is taken as [B, F, C, H, W] (views of x and of delta's projection: no copy of delta first)
         by_frame = lambda t: rearrange(t, "(b f) c h w -> b f c h w", f=frames)  # noqa: E731
         delta = self.temporal_transformer.delta_frames(inner if dtype is None else inner.to(dtype), frames, norm_mode,
-                                                       key_scale)
+                                                       key_scale, attention_inputs)
         delta = delta.to(x.dtype)  # a no-op unless `dtype` differs
         if feature is not None:
             delta = by_frame(feature) + delta

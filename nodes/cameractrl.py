@@ -1,0 +1,122 @@
+"""CameraCtrl nodes (DRAFT, for the lead to integrate): load CameraCtrl, make camera poses (pose file, preset), apply
+them to a MODEL that has AnimateDiff v3 applied. The work is in camera/."""
+import os
+
+import comfy.utils
+import folder_paths
+
+from ..camera.apply import apply_camera
+from ..camera.files import load_cameractrl
+from ..camera.poses import MOTIONS, ORBIT_RADIUS, SOURCE_HEIGHT, SOURCE_WIDTH, append, preset, read_pose_file
+from ..motion.injection import comfy_attention
+from .model_folders import MOTION_FOLDER
+
+CATEGORY = "MotionKit/CameraCtrl"
+
+
+class LoadCameraCtrl:
+    DESCRIPTION = ("Loads CameraCtrl (hehao13/CameraCtrl, for AnimateDiff v3): CameraCtrl_pruned.safetensors "
+                   "(Kosinkadink/CameraCtrl) or the original CameraCtrl.ckpt, from models/animatediff_models.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CAMERACTRL",)
+    RETURN_NAMES = ("cameractrl",)
+    OUTPUT_TOOLTIPS = ("CameraCtrl's camera encoder and merge layers; connect it to 'Apply CameraCtrl'.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"cameractrl_name": (folder_paths.get_filename_list(MOTION_FOLDER), {
+            "tooltip": "CameraCtrl_pruned.safetensors or CameraCtrl.ckpt (read weights-only)."})}}
+
+    def load(self, cameractrl_name):
+        import comfy.ops
+        path = folder_paths.get_full_path_or_raise(MOTION_FOLDER, cameractrl_name)
+        bar = comfy.utils.ProgressBar(2)
+        bar.update(1)
+        camera = load_cameractrl(path, comfy.ops.manual_cast, comfy_attention())  # weights cast to the activations
+        bar.update(1)
+        return (camera,)
+
+
+def _poses_input(tip):
+    return ("CAMERA_POSES", {"tooltip": tip})
+
+
+class CameraPosesFromFile:
+    DESCRIPTION = ("Camera poses from a RealEstate10K / CameraCtrl pose file (.txt in ComfyUI's input folder): a URL "
+                   "line, then one line of 19 numbers per frame.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CAMERA_POSES",)
+    RETURN_NAMES = ("poses",)
+    OUTPUT_TOOLTIPS = ("One camera pose per frame.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        input_dir = folder_paths.get_input_directory()
+        files = sorted(f for f in os.listdir(input_dir) if f.endswith(".txt") and os.path.isfile(os.path.join(input_dir, f)))
+        return {"required": {
+            "pose_file": (files, {"tooltip": "A pose .txt file in ComfyUI/input."}),
+            "source_width": ("INT", {"default": SOURCE_WIDTH, "min": 1, "max": 16384,
+                                     "tooltip": "Width of the video the poses were measured on (RealEstate10K: 1280)."}),
+            "source_height": ("INT", {"default": SOURCE_HEIGHT, "min": 1, "max": 16384,
+                                      "tooltip": "Height of that video (RealEstate10K: 720)."}),
+        }}
+
+    def load(self, pose_file, source_width, source_height):
+        path = folder_paths.get_annotated_filepath(pose_file)
+        return (read_pose_file(path).with_source_size(source_width, source_height),)
+
+
+class CameraPosesPreset:
+    DESCRIPTION = ("A camera motion: pan, zoom, roll, tilt (AnimateDiff-Evolved's presets, same pace) or orbit. "
+                   "Connect previous poses to continue from where they end.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CAMERA_POSES",)
+    RETURN_NAMES = ("poses",)
+    OUTPUT_TOOLTIPS = ("One camera pose per frame (after the previous poses, if connected).",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "motion": (list(MOTIONS), {"tooltip": "The camera motion."}),
+            "speed": ("FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01,
+                                "tooltip": "1 = 60 degrees or 1.5 units per 16 frames; negative reverses."}),
+            "frames": ("INT", {"default": 16, "min": 1, "max": 4096, "tooltip": "Poses to make."}),
+        }, "optional": {
+            "previous": _poses_input("Poses this motion continues (frame counts add up)."),
+            "orbit_radius": ("FLOAT", {"default": ORBIT_RADIUS, "min": 0.01, "max": 100.0, "step": 0.01,
+                                       "tooltip": "Orbit only: distance of the circled point ahead of the camera."}),
+        }}
+
+    def make(self, motion, speed, frames, previous=None, orbit_radius=ORBIT_RADIUS):
+        poses = preset(motion, speed, frames, orbit_radius)
+        return (poses if previous is None else append(previous, poses),)
+
+
+class ApplyCameraCtrl:
+    DESCRIPTION = ("Moves the camera along the given poses with CameraCtrl: its camera features enter the first "
+                   "temporal attention of every down and up motion module. Needs a MODEL with v3_sd15_mm.ckpt applied.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("The MODEL with camera control (a clone; the input is unchanged).",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        percent = {"min": 0.0, "max": 1.0, "step": 0.001}
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "The MODEL from 'Apply Motion Model' (v3_sd15_mm.ckpt)."}),
+            "cameractrl": ("CAMERACTRL", {"tooltip": "From 'Load CameraCtrl'."}),
+            "poses": _poses_input("One pose per frame."),
+            "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01,
+                                   "tooltip": "1 = as trained, 0 = off."}),
+            "start_percent": ("FLOAT", {"default": 0.0, **percent, "tooltip": "Where in sampling it starts."}),
+            "end_percent": ("FLOAT", {"default": 1.0, **percent, "tooltip": "Where in sampling it ends."}),
+            "repeat_last_pose": ("BOOLEAN", {"default": False, "tooltip": "With fewer poses than frames, hold the "
+                                             "last pose (else that is an error)."}),
+        }}
+
+    def apply(self, model, cameractrl, poses, strength, start_percent, end_percent, repeat_last_pose):
+        return (apply_camera(model, cameractrl, poses, strength, start_percent, end_percent, repeat_last_pose),)

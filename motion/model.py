@@ -153,7 +153,7 @@ class MotionModule(nn.Module):
         self.temporal_transformer = TemporalTransformer(channels, attention_blocks, operations, attention)
 
     def forward(self, x: torch.Tensor, frames: int, norm_mode: str = PER_FRAME, scale=1.0, feature=None,
-                dtype: torch.dtype | None = None, key_scale=None) -> torch.Tensor:
+                dtype: torch.dtype | None = None, key_scale=None, windows=None) -> torch.Tensor:
         """`scale` blends the motion in: x + scale·delta (1 = as trained, 0 = identity).
 
         It may be a per-frame tensor of shape [frames], or per frame and pixel [frames, 1, H, W] (a resized
@@ -165,14 +165,20 @@ class MotionModule(nn.Module):
         to it and delta cast back, so the residual sum stays in x's dtype.
 
         `key_scale` (None = 1): multiplies the temporal attention's keys, a number or [frames, 1, H, W] (the same in
-        every cond chunk); AnimateDiff-Evolved's scale_multival."""
+        every cond chunk); AnimateDiff-Evolved's scale_multival.
+
+        `windows` (motion.windows.CallWindows; None = all frames at once): the temporal attention runs in overlapping
+        windows of the frames, fused per frame (motion-only windows, AnimateDiff-Evolved's view options)."""
         if x.shape[0] % frames:
             raise ValueError(f"motion module got a batch of {x.shape[0]} rows, not a multiple of {frames} frames")
         inner = x if feature is None else x + feature
         if isinstance(key_scale, torch.Tensor):
             key_scale = key_scale.repeat(x.shape[0] // frames, 1, 1, 1)
-        delta = self.temporal_transformer.delta(inner if dtype is None else inner.to(dtype), frames, norm_mode,
-                                                key_scale)
+        inner = inner if dtype is None else inner.to(dtype)
+        if windows is None:
+            delta = self.temporal_transformer.delta(inner, frames, norm_mode, key_scale)
+        else:
+            delta = windows.delta(self.temporal_transformer, inner, frames, norm_mode, key_scale)
         delta = delta.to(x.dtype)  # a no-op unless `dtype` differs
         if feature is not None:
             delta = feature + delta

@@ -233,10 +233,11 @@ def gauss_sigma(length: int, sigma: float, inverse: bool) -> list[float]:
 
 
 def delayed_reverse_sawtooth(length: int) -> list[float]:
+    """0.01 over the first half, then falling from the middle to the end."""
     top = _half(length)
     if length % 2 == 0:
         return [0.01] * (top - 1) + [top] + list(range(top, 0, -1))
-    return [0.01] * top + [top] + list(range(top - 1, 0, -1))
+    return [0.01] * (top - 1) + [top] + list(range(top - 1, 0, -1))  # ADE's has one weight too many here (fails)
 
 
 def overlap_linear(window: list[int], frames: int, overlap: int) -> torch.Tensor:

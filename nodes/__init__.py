@@ -11,6 +11,7 @@ from .load_motion_model import LoadMotionModel
 from .motion_keyframe import MotionKeyframeNode
 from .motion_lora import LoadMotionLoRA
 from .motion_scale_schedule import MotionScaleSchedule
+from .motion_windows import MotionWindowsNode
 from .load_image_folder import LoadImageFolder
 from .load_video import LoadVideo
 from .noise_freeinit import FreeInitNode
@@ -36,6 +37,7 @@ NODES = [
     ("MotionKitApplyDomainAdapter", ApplyDomainAdapter, "Apply Domain Adapter 🎞️"),
     ("MotionKitI2VImage", AnimateLCMI2VImage, "Apply AnimateLCM-I2V Image 🎞️"),
     ("MotionKitContextWindows", ContextWindows, "Context Windows (Motion) 🎞️"),
+    ("MotionKitMotionWindows", MotionWindowsNode, "Motion-Only Windows 🎞️"),
     ("MotionKitSaveAnimation", SaveAnimation, "Save Animation 🎞️"),
     ("MotionKitLoadVideo", LoadVideo, "Load Video Frames 🎞️"),
     ("MotionKitLoadImageFolder", LoadImageFolder, "Load Image Folder 🎞️"),

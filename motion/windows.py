@@ -211,7 +211,7 @@ def _centre_only(length: int) -> np.ndarray:
     top = _half(length)
     if length % 2 == 0:
         return np.array([-top] * (top - 1) + [top, top] + [-top] * (top - 1))
-    return np.array([-top] * top + [top] + [-top] * (top - 1))
+    return np.array([-top] * (top - 1) + [top] + [-top] * (top - 1))  # ADE's has one too many here (fails)
 
 
 def pyramid_sigma(length: int, sigma: float, inverse: bool) -> list[float]:

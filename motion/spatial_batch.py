@@ -5,7 +5,8 @@ Each SpatialTransformer of the loaded UNet runs on the frames of a call in batch
 (cond and uncond rows keep their layout, so patches that split a batch by `cond_or_uncond` still see it), and the
 batches' outputs are put together. A spatial transformer treats every frame on its own, so the result is the same
 (bit for bit up to the attention kernel's own batching). ResBlocks are left whole: for AnimateDiff v1 and
-Hotshot-XL their GroupNorms pool statistics over all frames of the call.
+Hotshot-XL their GroupNorms pool statistics over all frames of the call. The motion modules' feed-forward, per pixel
+and frame, runs in as many slices (motion.windows.CallWindows), when they work in motion windows.
 
 How, through the extension points the motion layers use (motion.injection): a `PatcherInjection` puts each spatial
 transformer inside a `FrameBatchedTransformer` while the clone is patched in (key paths come back on eject, before

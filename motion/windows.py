@@ -284,6 +284,7 @@ class CallWindows:
     """The motion windows of one UNet call: frame lists (0..frames-1 of the call) and their fuse weights."""
     windows: tuple[tuple[int, ...], ...]
     weights: tuple[torch.Tensor, ...]
+    pieces: int = 1  # the feed-forward runs on this many slices of the pixels (spatial_batch_limit), same result
 
     def delta(self, transformer, x: torch.Tensor, frames: int, norm_mode: str, key_scale=None) -> torch.Tensor:
         """motion.model.TemporalTransformer.delta with its attention sublayers run per window and fused (ADE's
@@ -299,7 +300,8 @@ class CallWindows:
             key_scale = rearrange(key_scale, "(b f) 1 h w -> (b h w) f 1", f=frames).contiguous()
         for block in transformer.transformer_blocks:
             h = self.attend(block, h, key_scale, transformer.channels)
-            h = h + block.ff(block.ff_norm(h))
+            # per pixel and frame: in slices, its memory is that of spatial_batch_limit frames
+            h = torch.cat([part + block.ff(block.ff_norm(part)) for part in h.tensor_split(self.pieces)])
         h = transformer.proj_out(h)
         return rearrange(h, "(b h w) f c -> (b f) c h w", h=height, w=width)
 
@@ -322,8 +324,10 @@ class CallWindows:
 @functools.lru_cache(maxsize=64)
 def _call_windows(settings: MotionWindows, frames: int, step: int, sigma: float) -> CallWindows:
     windows = windows_of(frames, settings, step)
+    limit = settings.spatial_batch_limit
     return CallWindows(tuple(tuple(w) for w in windows),
-                       tuple(fuse_weights(w, frames, settings, sigma) for w in windows))
+                       tuple(fuse_weights(w, frames, settings, sigma) for w in windows),
+                       -(-frames // limit) if limit > 0 else 1)
 
 
 def call_windows(transformer_options: dict, frames: int) -> CallWindows | None:

@@ -273,6 +273,15 @@ def test_windows_inside_a_context_window_count_the_windows_frames(module, weight
     assert (ours.double() - oracle).abs().max().item() <= 1e-4 * (oracle - x).abs().max().item()
 
 
+def test_spatial_batch_limit_slices_the_feed_forward_with_the_same_result(module):
+    x = frames_input(batch=2, frames=12, channels=CHANNELS, size=SIZE, seed=4)
+    with torch.no_grad():
+        whole = layer(module).run(x, options(mw.MotionWindows(4, 1, "static"), 12))
+        sliced = layer(module).run(x, options(mw.MotionWindows(4, 1, "static", spatial_batch_limit=5), 12))
+    assert mw.call_windows(options(mw.MotionWindows(4, 1, spatial_batch_limit=5), 12), 12).pieces == 3
+    torch.testing.assert_close(sliced, whole, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("frames", [8, 16])
 def test_frames_that_fit_in_one_window_are_unchanged_bit_for_bit(module, frames):
     x = frames_input(batch=2, frames=frames, channels=CHANNELS, size=SIZE, seed=2)

@@ -17,3 +17,7 @@ class MotionScaleScheduleError(MotionKitError):
 
 class MotionMaskError(MotionKitError):
     """A motion-scale mask that is not a usable MASK (wrong shape, negative or non-finite values)."""
+
+
+class MotionWindowsError(MotionKitError):
+    """Motion-only window settings that cannot work (an unknown schedule, an overlap as long as the window, ...)."""

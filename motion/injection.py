@@ -28,6 +28,8 @@ from .formats import MotionModelInfo
 from .model import POOLED, MotionModel
 from .keyframes_sampling import KeyframeSelection, keyframed_settings
 from .regional import attention_key_scale, block_scale, log_mask_notes, masked_scale
+from .spatial_batch import FrameBatchedTransformer, set_spatial_batch_limit
+from .windows import KEY as WINDOWS_KEY, MotionWindows, call_windows
 
 from ..common.patch import new_key, patched_clone
 from ..common.unet_call import frames_in_call, in_sigma_range, transformer_options_of, window_frames
@@ -130,7 +132,9 @@ class MotionLayer(nn.Module):
         feature = transformer_options.get(IMAGE_FEATURES, {}).get(self.module)
         key_scale = attention_key_scale(s, frames, transformer_options, x)
         inputs = transformer_options.get(ATTENTION_INPUTS, {}).get(self.module)
-        return self.module(x, frames, self.app.info.module_norm, scale, feature, self.app.dtype, key_scale, inputs)
+        windows = call_windows(transformer_options, frames)  # motion-only windows (None: all frames at once)
+        return self.module(x, frames, self.app.info.module_norm, scale, feature, self.app.dtype, key_scale, inputs,
+                           windows)
 
     def forward(self, x):  # only reached if ComfyUI ever calls the layer without our patch
         raise RuntimeError("MotionKit motion layer called without transformer_options; this ComfyUI version "
@@ -233,7 +237,8 @@ def plan(unet, motion_model: MotionModel, info: MotionModelInfo, name: str):
     if ("middle", 0) in modules:
         mid = unet.middle_block
         names = list(mid._modules)
-        after = next(j for j, n in enumerate(names) if isinstance(mid._modules[n], SpatialTransformer))
+        spatial = (SpatialTransformer, FrameBatchedTransformer)  # the latter: Motion-Only Windows' spatial batches
+        after = next(j for j, n in enumerate(names) if isinstance(mid._modules[n], spatial))
         # after the motion layers of motion models applied before this one, as in the other blocks
         before = next(n for n in names[after + 1:] if not isinstance(mid._modules[n], MotionLayer))
         placements.append((mid, before, modules[("middle", 0)]))
@@ -317,8 +322,24 @@ def compute_dtype(model_patcher) -> torch.dtype:
     return getattr(base, "manual_cast_dtype", None) or base.get_dtype()
 
 
-def check_frames(app: MotionApplication, frames: int, windowed: bool = False) -> None:
+def check_window_length(app: MotionApplication, motion_windows: MotionWindows) -> None:
+    """Motion-only windows longer than the motion model's positional encoding covers."""
     limit = app.info.max_frames
+    if motion_windows.context_length > limit:
+        raise TooManyFramesError(
+            f"'{app.name}' ({app.info.family}) animates at most {limit} frames in one pass, but 'Motion-Only Windows' "
+            f"gives it windows of {motion_windows.context_length} frames. Set its context_length to {limit} or less "
+            f"({min(limit, 16)} is typical).")
+
+
+def check_frames(app: MotionApplication, frames: int, windowed: bool = False,
+                 motion_windows: MotionWindows | None = None) -> None:
+    """`frames`: per UNet call; `windowed`: they are a context window's; `motion_windows`: the motion modules see
+    them in windows of their own (motion.windows) when there are more than one window holds."""
+    limit = app.info.max_frames
+    if motion_windows is not None and motion_windows.active(frames):
+        check_window_length(app, motion_windows)
+        return
     if frames <= limit:
         return
     if windowed:
@@ -367,19 +388,20 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
         for keyframe in getattr(settings.keyframes, "keyframes", ()):
             for value in (keyframe.effect, keyframe.scale):
                 log_mask_notes(getattr(value, "mask", None), name, noise)
-        handler = executor.class_obj.model_options.get("context_handler")
-        length = getattr(handler, "context_length", None)
+        model_options = executor.class_obj.model_options
+        motion_windows = model_options.get("transformer_options", {}).get(WINDOWS_KEY)
+        length = getattr(model_options.get("context_handler"), "context_length", None)
         if length is not None:  # windows of `length` frames, or all frames in one pass when they fit in one
-            check_frames(app, min(length, noise.shape[0]), windowed=True)
+            check_frames(app, min(length, noise.shape[0]), windowed=True, motion_windows=motion_windows)
         else:
-            check_frames(app, noise.shape[0])
+            check_frames(app, noise.shape[0], motion_windows=motion_windows)
 
     def diffusion_model(executor, *args, **kwargs):
         x = args[0]
         transformer_options = transformer_options_of(args, kwargs)
         app.context.frames = frames_in_call(x.shape[0], transformer_options)
         app.context.active = in_range(settings, transformer_options)
-        check_frames(app, app.context.frames)
+        check_frames(app, app.context.frames, motion_windows=transformer_options.get(WINDOWS_KEY))
         step_keyframe(app, transformer_options)
         return executor(*args, **kwargs)
 
@@ -397,4 +419,16 @@ def apply_motion_model(model_patcher, motion_model: MotionModel, info: MotionMod
         m.set_model_forward_timestep_embed_patch((MotionLayer, motion_layer_handler))
     if model_sampling is not None:
         m.add_object_patch("model_sampling", model_sampling)
+    return m
+
+
+def apply_motion_windows(model_patcher, motion_windows: MotionWindows):
+    """A clone of `model_patcher` whose motion modules see the frames of each UNet call in windows (motion.windows)
+    and whose spatial transformers run at most `spatial_batch_limit` frames at a time (motion.spatial_batch); the
+    input is left as it was. Applied again, the later settings replace the earlier."""
+    for app in applications(model_patcher):  # fail now, not mid-sampling (motion models applied later: before sampling)
+        check_window_length(app, motion_windows)
+    m = patched_clone(model_patcher, WINDOWS_KEY, replace=True)
+    m.model_options.setdefault("transformer_options", {})[WINDOWS_KEY] = motion_windows
+    set_spatial_batch_limit(m, motion_windows.spatial_batch_limit)
     return m

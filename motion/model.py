@@ -25,6 +25,7 @@ from einops import rearrange
 from torch import nn
 
 from ..common.ops import TorchOps, cast
+from .errors import MotionWindowsError
 
 HEADS = 8
 GROUPS = 32
@@ -184,7 +185,8 @@ class MotionModule(nn.Module):
         self.temporal_transformer = TemporalTransformer(channels, attention_blocks, operations, attention)
 
     def forward(self, x: torch.Tensor, frames: int, norm_mode: str = PER_FRAME, scale=1.0, feature=None,
-                dtype: torch.dtype | None = None, key_scale=None, attention_inputs=None) -> torch.Tensor:
+                dtype: torch.dtype | None = None, key_scale=None, attention_inputs=None,
+                windows=None) -> torch.Tensor:
         """`scale` blends the motion in: x + scale·delta (1 = as trained, 0 = identity).
 
         It may be a per-frame tensor of shape [frames], or per frame and pixel [frames, 1, H, W] (a resized
@@ -200,16 +202,25 @@ class MotionModule(nn.Module):
 
         `attention_inputs` (None = none): {attention block index: function} applied to that attention block's input
         in the (B·H·W, F, C) layout (CameraCtrl's camera features, camera/merge.py); part of delta, so `scale`
-        blends it too."""
+        blends it too.
+
+        `windows` (motion.windows.CallWindows; None = all frames at once): the temporal attention runs in overlapping
+        windows of the frames, fused per frame (motion-only windows, AnimateDiff-Evolved's view options)."""
         if x.shape[0] % frames:
             raise ValueError(f"motion module got a batch of {x.shape[0]} rows, not a multiple of {frames} frames")
         inner = x if feature is None else x + feature
         if isinstance(key_scale, torch.Tensor):
             key_scale = key_scale.repeat(x.shape[0] // frames, 1, 1, 1)
+        inner = inner if dtype is None else inner.to(dtype)
         # the sum is taken as [B, F, C, H, W] (views of x and of delta's projection: no copy of delta first)
         by_frame = lambda t: rearrange(t, "(b f) c h w -> b f c h w", f=frames)  # noqa: E731
-        delta = self.temporal_transformer.delta_frames(inner if dtype is None else inner.to(dtype), frames, norm_mode,
-                                                       key_scale, attention_inputs)
+        if windows is None:
+            delta = self.temporal_transformer.delta_frames(inner, frames, norm_mode, key_scale, attention_inputs)
+        elif attention_inputs:
+            raise MotionWindowsError("CameraCtrl does not run in Motion-Only Windows yet: remove the Motion-Only "
+                                     "Windows node, and use Context Windows (Motion) for long camera moves.")
+        else:
+            delta = by_frame(windows.delta(self.temporal_transformer, inner, frames, norm_mode, key_scale))
         delta = delta.to(x.dtype)  # a no-op unless `dtype` differs
         if feature is not None:
             delta = by_frame(feature) + delta

@@ -13,6 +13,7 @@ from .load_motion_model import LoadMotionModel
 from .motion_keyframe import MotionKeyframeNode
 from .motion_lora import LoadMotionLoRA
 from .motion_scale_schedule import MotionScaleSchedule
+from .motion_windows import MotionWindowsNode
 from .load_image_folder import LoadImageFolder
 from .load_video import LoadVideo
 from .noise_freeinit import FreeInitNode
@@ -40,6 +41,7 @@ NODES = [
     ("MotionKitContextWindows", ContextWindows, "Context Windows (Motion) 🎞️"),
     ("MotionKitContextRef", ContextReference, "Context Reference 🎞️"),
     ("MotionKitContextNaiveReuse", ContextNaiveReuse, "Context Naive Reuse 🎞️"),
+    ("MotionKitMotionWindows", MotionWindowsNode, "Motion-Only Windows 🎞️"),
     ("MotionKitSaveAnimation", SaveAnimation, "Save Animation 🎞️"),
     ("MotionKitLoadVideo", LoadVideo, "Load Video Frames 🎞️"),
     ("MotionKitLoadImageFolder", LoadImageFolder, "Load Image Folder 🎞️"),

@@ -13,11 +13,16 @@ NOISE_TYPE_TIP = ("default: fresh noise in every frame. constant: every frame st
                   "every window). FreeNoise: later windows reuse the noise before them, shuffled (AnimateDiff-"
                   "Evolved's FreeNoise: windows agree on the content). The last two need Context Windows (Motion) "
                   "on the model, otherwise they change nothing.")
-SEED_OVERRIDE_TIP = ("Leave empty to use the seed. One number: the seed the noise is made from instead (as in "
-                     "AnimateDiff-Evolved, with every other setting at its default the sampler's own noise is "
-                     "kept and only the noise layers take this seed). Numbers separated by commas: one seed per "
-                     "frame (frame 1 takes the first; at least as many as frames, extra ones unused), so chosen "
-                     "frames can be re-rolled alone.")
+SEED_OVERRIDE_TIP = ("Leave empty to use the seed. One number: the seed the noise is made from instead, plus "
+                     "seed_offset (as in AnimateDiff-Evolved, with every other setting at its default the "
+                     "sampler's own noise is kept and only the noise layers take this seed). Numbers separated by "
+                     "commas: one seed per frame, plus seed_offset (frame 1 takes the first; at least as many as "
+                     "frames, extra ones unused), so chosen frames can be re-rolled alone.")
+
+LAYER_SEED_OVERRIDE_TIP = ("Leave empty to use the Sample Settings' seed. One number: this layer's own seed instead, "
+                           "plus seed_offset. Numbers separated by commas: one seed per frame for this layer's "
+                           "noise, plus seed_offset (frame 1 takes the first; at least as many as frames, extra "
+                           "ones unused): changing one frame's seed changes only that frame's layer noise.")
 
 
 def _seed_override(text):
@@ -73,9 +78,7 @@ class NoiseLayerNode:
                 "blends. One mask for all frames or one per frame (e.g. only frames 5-8 white to re-roll them). "
                 "Resized to the latent; a mask batch of another length is repeated or cut to the frames, as in "
                 "AnimateDiff-Evolved, with a note in the log."}),
-            "seed_override": ("STRING", {"default": "", "tooltip": SEED_OVERRIDE_TIP.replace(
-                "(as in AnimateDiff-Evolved, with every other setting at its default the sampler's own noise is "
-                "kept and only the noise layers take this seed)", "for this layer")}),
+            "seed_override": ("STRING", {"default": "", "tooltip": LAYER_SEED_OVERRIDE_TIP}),
         }}
 
     def make(self, application, noise_weight, balance_multiplier, seed_offset, seed_gen_override, noise_type,
@@ -122,8 +125,9 @@ class SampleSettingsNode:
             "noise_type": (seeds.NOISE_TYPES, {"default": seeds.DEFAULT, "tooltip": NOISE_TYPE_TIP}),
             "seed_gen": (seeds.SEED_GENS, {"default": seeds.COMFY, "tooltip":
                 "How the seed becomes noise. comfy: one random stream over all frames (as ComfyUI). auto1111: "
-                "frame i seeded with seed + i, as Automatic1111's batches (the same frames as an A1111 batch "
-                "with the same seed's noise). [gpu]: drawn on the GPU (other numbers than the CPU's)."}),
+                "frame i drawn on its own from seed + i (Automatic1111's way of seeding a batch), so a frame "
+                "keeps its noise when the frame count changes. [gpu]: drawn on the GPU (other numbers than the "
+                "CPU's)."}),
             "seed_offset": ("INT", {"default": 0, "min": -JS_MAX, "max": JS_MAX, "tooltip":
                 "Added to the seed: the animation of seed + offset, while the sampler's seed widget stays the "
                 "same (e.g. to keep one seed for several samplers that should differ)."}),

@@ -441,6 +441,7 @@ def test_sampler_receives_the_settings_noise(comfy):
     for with_both in (fi.apply_free_init(node_model, free_init),
                       SampleSettingsNode().apply(fi.apply_free_init(plain, free_init), 11, 2, "default", "auto1111", 3,
                                                  noise_layers=(layer,), seed_override="")[0]):
+        with_both.remove_wrappers_with_key(WrappersMP.SAMPLER_SAMPLE, "test_record")  # node_model's, cloned
         with_both.add_wrapper_with_key(WrappersMP.SAMPLER_SAMPLE, "test_record", record)
         del received[:]
         comfy.sample.sample(with_both, comfy.sample.prepare_noise(latent, 21), 1, 1.0, "euler", "normal", cond, cond,

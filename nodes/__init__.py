@@ -18,6 +18,7 @@ from .load_image_folder import LoadImageFolder
 from .load_video import LoadVideo
 from .noise_freeinit import FreeInitNode
 from .noise_freenoise import FreeNoiseNode
+from .noise_layers import NoiseLayerNode, SampleSettingsNode
 from .prompt_schedule import PromptSchedule
 from .regional_motion import RegionalMotionNode
 from .save_animation import SaveAnimation
@@ -47,6 +48,8 @@ NODES = [
     ("MotionKitLoadImageFolder", LoadImageFolder, "Load Image Folder 🎞️"),
     ("MotionKitFreeNoise", FreeNoiseNode, "FreeNoise 🎞️"),
     ("MotionKitFreeInit", FreeInitNode, "FreeInit 🎞️"),
+    ("MotionKitSampleSettings", SampleSettingsNode, "Sample Settings (Noise) 🎞️"),
+    ("MotionKitNoiseLayer", NoiseLayerNode, "Noise Layer 🎞️"),
     ("MotionKitPromptSchedule", PromptSchedule, "Prompt Schedule 🎞️"),
     ("MotionKitLoadSparseCtrl", LoadSparseCtrl, "Load SparseCtrl 🎞️"),
     ("MotionKitSparseCtrlKeyframes", SparseCtrlKeyframes, "SparseCtrl Keyframes 🎞️"),

@@ -150,7 +150,8 @@ def test_errors_are_clear_and_leave_comfyui_usable(server):
     assert torch.equal(latent(server, small), plain), "an error left ComfyUI patched"
 
 
-EXAMPLES = ["long_animation_context_windows", "seamless_loop", "controlnet_per_frame", "prompt_schedule_sd15"]
+EXAMPLES = ["long_animation_context_windows", "seamless_loop", "controlnet_per_frame", "prompt_schedule_sd15",
+            "long_animation_motion_windows"]
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -159,3 +160,43 @@ def test_example_workflow_ui_matches_api(server, name):
     api = json.loads((REPO / "example_workflows" / "api" / f"{name}_api.json").read_text())
     assert ui_to_api(ui, server.object_info()) == {
         k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
+
+
+LONG_EXAMPLE = "long_animation_motion_windows"
+
+
+def long_example(frames=24, motion_windows=True, reference=True):
+    """The long-animation example's own graph (its API twin) with the test models: 64x64, 1 step, `frames` frames in
+    Context Windows of 16/4, Motion-Only Windows of 8/2 inside them; optionally without either node."""
+    api = json.loads((REPO / "example_workflows" / "api" / f"{LONG_EXAMPLE}_api.json").read_text())
+    g = {k: {"class_type": v["class_type"], "inputs": copy.deepcopy(v["inputs"])} for k, v in api.items()}
+    g["4"]["inputs"]["ckpt_name"] = "sd15_random.safetensors"
+    g["10"]["inputs"]["model_name"] = RANDOM
+    g["5"]["inputs"].update(width=64, height=64, batch_size=frames)
+    g["3"]["inputs"]["steps"] = 1
+    g["12"]["inputs"].update(context_length=16, context_overlap=4)
+    g["13"]["inputs"].update(context_length=8, context_overlap=2, spatial_batch_limit=4)
+    del g["8"]
+    g["9"] = {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "t/long_mw"}}
+    for node, keep in (("14", reference), ("13", motion_windows)):
+        if not keep:  # take the node out of the MODEL chain
+            upstream = g.pop(node)["inputs"]["model"]
+            for other in g.values():
+                if other["inputs"].get("model") == [node, 0]:
+                    other["inputs"]["model"] = upstream
+    return g
+
+
+@pytest.mark.example
+def test_long_animation_example_with_motion_windows_and_context_reference(server):
+    """The example as shipped, small: it runs; Motion-Only Windows and Context Reference each change every window after
+    the first (Context Reference leaves the frames only the first window holds as they were)."""
+    full = latent(server, long_example())
+    assert full.shape == (24, 4, 8, 8)
+    no_reference = latent(server, long_example(reference=False))
+    no_motion_windows = latent(server, long_example(motion_windows=False))
+    assert changed_frames(full, no_motion_windows) == set(range(24))
+    changed = changed_frames(full, no_reference)
+    # core's uniform windows of 16 over 24 frames at step 0: 0-15 (the reference) and 8-23; frames 0-7 lie only in the
+    # reference window, which Context Reference writes but does not change
+    assert changed == set(range(8, 24)), changed

@@ -304,6 +304,8 @@ def main(argv=None) -> int:
             ref = latents["ade"]
             d = {v: float((latents[v] - ref).abs().max()) for v in latents if v != "ade"}
             d["max_abs_ade"] = float(ref.abs().max())
+            if "mk_mw" in latents and "ade_views" in latents:  # the like-for-like pair of a /mw row
+                d["mk_mw_vs_ade_views"] = float((latents["mk_mw"] - latents["ade_views"]).abs().max())
             diffs.append(d)
             print(f"[bench] {row['name']:10s} round {rnd + 1} max|x - ade|: " + ", ".join(f"{k} {v:.3g}" for k, v in d.items()),
                   flush=True)

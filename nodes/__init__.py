@@ -15,6 +15,7 @@ from .load_image_folder import LoadImageFolder
 from .load_video import LoadVideo
 from .noise_freeinit import FreeInitNode
 from .noise_freenoise import FreeNoiseNode
+from .pia import ApplyPIAImage
 from .prompt_schedule import PromptSchedule
 from .regional_motion import RegionalMotionNode
 from .save_animation import SaveAnimation
@@ -35,6 +36,7 @@ NODES = [
     ("MotionKitLoadMotionLoRA", LoadMotionLoRA, "Load MotionLoRA 🎞️"),
     ("MotionKitApplyDomainAdapter", ApplyDomainAdapter, "Apply Domain Adapter 🎞️"),
     ("MotionKitI2VImage", AnimateLCMI2VImage, "Apply AnimateLCM-I2V Image 🎞️"),
+    ("MotionKitApplyPIAImage", ApplyPIAImage, "Apply PIA Image 🎞️"),
     ("MotionKitContextWindows", ContextWindows, "Context Windows (Motion) 🎞️"),
     ("MotionKitSaveAnimation", SaveAnimation, "Save Animation 🎞️"),
     ("MotionKitLoadVideo", LoadVideo, "Load Video Frames 🎞️"),

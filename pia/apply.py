@@ -74,13 +74,21 @@ def conv_in_diff(pia_weight: torch.Tensor) -> torch.Tensor:
     return diff
 
 
+def unpatched_weight(m) -> torch.Tensor:
+    """The UNet's conv_in weight as the checkpoint has it. ComfyUI keeps the last sampled MODEL loaded with its weight
+    patches applied, so after a PIA run the live weight is the widened one; the original is in the patcher's backup
+    (shared by its clones; ModelPatcher.get_key_patches reads it the same way)."""
+    backup = m.backup.get(CONV_IN)
+    return backup.weight if backup is not None else m.get_model_object(CONV_IN)
+
+
 def add_conv_in_patch(m, pia_weight: torch.Tensor) -> None:
     """Widen the UNet's conv_in to PIA's 9 input channels on the clone `m` (see the module doc)."""
     if any(isinstance(p[1], tuple) and len(p[1]) == 2 and isinstance(p[1][1], tuple) and len(p[1][1]) > 1
            and isinstance(p[1][1][1], dict) and p[1][1][1].get(KEY) for p in m.patches.get(CONV_IN, [])):
         raise PIAError("Apply PIA Image: this MODEL already animates a PIA image. Use one 'Apply PIA Image' per "
                        "MODEL (connect it to the MODEL from 'Apply Motion Model', not to another Apply PIA Image).")
-    weight = m.get_model_object(CONV_IN)
+    weight = unpatched_weight(m)
     if tuple(weight.shape[2:]) != (3, 3) or weight.shape[1] != LATENT_CHANNELS or weight.shape[0] != pia_weight.shape[0]:
         raise PIAError(f"Apply PIA Image: the MODEL's input conv has shape {tuple(weight.shape)}, but PIA widens an "
                        f"SD1.5 UNet's [{pia_weight.shape[0]}, 4, 3, 3] one. Use a plain SD1.5 checkpoint (not an "

@@ -14,11 +14,13 @@ import torch
 
 from .errors import MotionKitError, WrongFileTypeError
 from .image_encoder import build_image_encoder, split_image_encoder
-from .model import PER_FRAME, POOLED, SD15_CHANNELS, SDXL_CHANNELS, MotionArchitecture
+from .model import PER_FRAME, PIA_IN_CHANNELS, POOLED, SD15_CHANNELS, SDXL_CHANNELS, MotionArchitecture
 from ..common.weights import read_weights, tensors
 
 LOG = logging.getLogger("MotionKit")
 ANIMATELCM_PE_LENGTH = 64  # AnimateLCM stores no PE; its code builds a 64-row table (§4.6)
+# PIA (open-mmlab/PIA): conv_in [320, 9, 3, 3] reads noisy latent (4), mask (1), image latent (4)
+PIA_CONV_IN = ("conv_in.weight", "conv_in.bias")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class MotionModelInfo:
     schedule: str        # key into sampling.schedules.SCHEDULES (§9)
     source_format: str   # "original", "diffusers" or "hotshot"
     has_image_encoder: bool = False  # AnimateLCM-I2V
+    pia: bool = False    # PIA: its conv_in takes the image latent and a mask besides the noisy latent (pia/)
 
     @property
     def base(self) -> str:
@@ -197,9 +200,10 @@ def classify(sd: dict[str, torch.Tensor], name: str = "state dict") -> tuple[Mot
     if not motion:
         raise MotionKitError(
             f"'{name}' is not a motion model in any format MotionKit knows (AnimateDiff v1/v2/v3, SDXL beta, "
-            f"Hotshot-XL, AnimateLCM, AnimateDiff-Lightning). Key patterns seen: {key_patterns(keys)}. "
+            f"Hotshot-XL, AnimateLCM, AnimateDiff-Lightning, PIA). Key patterns seen: {key_patterns(keys)}. "
             f"Choose a motion model file (e.g. mm_sd_v15_v2.ckpt) instead.")
     arch = _architecture(motion, name)
+    is_pia = _is_pia(sd, arch, name)
     pe = [v for k, v in motion.items() if k.endswith("pos_encoder.pe")]
     weights = {k: v for k, v in motion.items() if not k.endswith("pos_encoder.pe")}
     pe_length = pe[0].shape[1] if pe else diffusers_pe
@@ -220,6 +224,10 @@ def classify(sd: dict[str, torch.Tensor], name: str = "state dict") -> tuple[Mot
         pe_length = ANIMATELCM_PE_LENGTH
         info = (("AnimateLCM-I2V", PER_FRAME, PER_FRAME, "lcm (AnimateLCM-I2V)") if has_image_encoder
                 else ("AnimateLCM", PER_FRAME, PER_FRAME, "lcm (AnimateLCM)"))  # §4.7/§9: i2v betas end 0.014, 200 steps
+    elif is_pia:
+        # PIA's UNet (animatediff/models/resnet.py) runs plain GroupNorm on (b, c, f, h, w): the resnet and output
+        # norms pool over frames; its motion modules normalise per frame (rearranged to (b f) first)
+        info = ("PIA", PER_FRAME, POOLED, "sqrt_linear (AnimateDiff)")
     elif arch.has_mid:
         info = ("AnimateDiff v2", PER_FRAME, PER_FRAME, "sqrt_linear (AnimateDiff)")
     elif pe_length == 24:
@@ -229,7 +237,30 @@ def classify(sd: dict[str, torch.Tensor], name: str = "state dict") -> tuple[Mot
     if source == "diffusers":
         info = (info[0] + " (diffusers format)",) + info[1:]
     family, module_norm, unet_norm, schedule = info
-    return MotionModelInfo(family, arch, int(pe_length), module_norm, unet_norm, schedule, source, has_image_encoder), weights
+    if is_pia:
+        weights.update({k: sd[k] for k in PIA_CONV_IN})
+    return (MotionModelInfo(family, arch, int(pe_length), module_norm, unet_norm, schedule, source, has_image_encoder,
+                            pia=is_pia), weights)
+
+
+def _is_pia(sd: dict, arch: MotionArchitecture, name: str) -> bool:
+    """PIA files: the whole flat UNet (pia.ckpt, diffusers key names) or AnimateDiff-Evolved's pruned copy (the
+    temporal keys and conv_in); both hold `conv_in.weight` [320, 9, 3, 3] and `conv_in.bias`."""
+    weight = sd.get(PIA_CONV_IN[0])
+    if weight is None:
+        return False
+    if PIA_CONV_IN[1] not in sd:
+        raise MotionKitError(f"'{name}' has conv_in.weight but no conv_in.bias; a PIA file holds both. The file is "
+                             f"incomplete: download pia.ckpt again.")
+    if weight.ndim != 4 or weight.shape[1] != PIA_IN_CHANNELS or weight.shape[0] != arch.block_channels[0]:
+        raise MotionKitError(
+            f"'{name}' has a conv_in of shape {tuple(weight.shape)}; a PIA file's is [{arch.block_channels[0]}, "
+            f"{PIA_IN_CHANNELS}, 3, 3] (noisy latent 4 + mask 1 + image latent 4). MotionKit knows no other motion "
+            f"model with a conv_in: choose pia.ckpt, or a motion model without one.")
+    if arch.base != "SD1.5":
+        raise MotionKitError(f"'{name}' has PIA's conv_in but {arch.base} motion modules; PIA exists for SD1.5 only. "
+                             f"Download pia.ckpt again.")
+    return True
 
 
 LOAD_STAGES = 3  # read the file, detect its format, build the model: `progress` is called after each
@@ -259,7 +290,7 @@ def load_motion_model(path: str, name: str | None = None, progress=None, operati
 def describe_loaded(name: str, info: MotionModelInfo, model) -> str:
     """The one log line of a loaded motion model: what was detected, so a wrong file is seen at once."""
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-    extra = ", with image encoder" if info.has_image_encoder else ""
+    extra = ", with image encoder" if info.has_image_encoder else ", with image input (conv_in)" if info.pia else ""
     fmt = "" if info.source_format == "original" else f", {info.source_format} key names"
     return (f"MotionKit: loaded motion model {name}: {info.family} for {info.base}, PE length {info.max_frames} "
             f"frames, schedule {info.schedule}, weights {dtype}{fmt}{extra}")
@@ -269,7 +300,7 @@ def build_motion_model(info: MotionModelInfo, weights: dict, name: str = "state 
     from .model import MotionModel
 
     with torch.device("meta"):
-        model = MotionModel(info.arch, operations, attention)
+        model = MotionModel(info.arch, operations, attention, pia_conv_in=info.pia)
     expected = model.state_dict()
     missing = [k for k in expected if k not in weights]
     if missing:

@@ -223,7 +223,7 @@ def plan(unet, motion_model: MotionModel, info: MotionModelInfo, name: str):
     from comfy.ldm.modules.attention import SpatialTransformer
 
     unet_kind = unet_description(unet)
-    if unet_kind != info.base or getattr(unet, "model_channels", None) != 320:
+    if unet_kind != info.base or getattr(unet, "model_channels", None) != motion_model.arch.block_channels[0]:
         fix = ("load an SDXL checkpoint, or choose an SD1.5 motion model (e.g. mm_sd_v15_v2.ckpt)" if info.base == "SDXL"
                else "load an SD1.5 checkpoint, or choose an SDXL motion model (e.g. mm_sdxl_v10_beta.ckpt)")
         raise IncompatibleModelError(

@@ -31,6 +31,8 @@ HEADS = 8
 GROUPS = 32
 NORM_EPS = 1e-6
 
+PIA_IN_CHANNELS = 9  # PIA's conv_in: noisy latent 4, mask 1, image latent 4
+
 PER_FRAME = "per_frame"
 POOLED = "pooled"
 
@@ -261,8 +263,10 @@ SDXL_CHANNELS = (320, 640, 1280)
 class MotionModel(nn.Module):
     """All motion modules of one file: down_blocks.{i}, up_blocks.{i} (reverse order), optional mid_block."""
 
-    def __init__(self, arch: MotionArchitecture, operations=None, attention=None):
-        """`operations` / `attention`: see the module docstring (default: plain torch)."""
+    def __init__(self, arch: MotionArchitecture, operations=None, attention=None, pia_conv_in: bool = False):
+        """`operations` / `attention`: see the module docstring (default: plain torch).
+        `pia_conv_in`: PIA files also hold the UNet's input conv widened to 9 channels (noisy latent, mask, image
+        latent); it is kept as `conv_in` under its file name (pia/ patches the UNet with it)."""
         super().__init__()
         self.arch = arch
         chans = arch.block_channels
@@ -271,6 +275,8 @@ class MotionModel(nn.Module):
         self.up_blocks = nn.ModuleList([MotionBlock(c, 3, blocks, operations, attention) for c in reversed(chans)])
         self.mid_block = MotionBlock(chans[-1], 1, blocks, operations, attention) if arch.has_mid else None
         self.img_encoder = None  # AnimateLCM-I2V files: motion.image_encoder.ImageEncoder (set by formats.py)
+        self.conv_in = ((operations or TorchOps).Conv2d(PIA_IN_CHANNELS, chans[0], 3, padding=1) if pia_conv_in
+                        else None)
 
     def ordered_modules(self):
         """(kind, index, module) in UNet execution order; kind is 'input', 'middle' or 'output', index

@@ -19,6 +19,7 @@ from .load_video import LoadVideo
 from .noise_freeinit import FreeInitNode
 from .noise_freenoise import FreeNoiseNode
 from .noise_layers import NoiseLayerNode, SampleSettingsNode
+from .pia import ApplyPIAImage
 from .prompt_schedule import PromptSchedule
 from .regional_motion import RegionalMotionNode
 from .save_animation import SaveAnimation
@@ -39,6 +40,7 @@ NODES = [
     ("MotionKitLoadMotionLoRA", LoadMotionLoRA, "Load MotionLoRA 🎞️"),
     ("MotionKitApplyDomainAdapter", ApplyDomainAdapter, "Apply Domain Adapter 🎞️"),
     ("MotionKitI2VImage", AnimateLCMI2VImage, "Apply AnimateLCM-I2V Image 🎞️"),
+    ("MotionKitApplyPIAImage", ApplyPIAImage, "Apply PIA Image 🎞️"),
     ("MotionKitContextWindows", ContextWindows, "Context Windows (Motion) 🎞️"),
     ("MotionKitContextRef", ContextReference, "Context Reference 🎞️"),
     ("MotionKitContextNaiveReuse", ContextNaiveReuse, "Context Naive Reuse 🎞️"),

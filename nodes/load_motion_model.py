@@ -20,7 +20,7 @@ class LoadedMotionModel:
 
 class LoadMotionModel:
     DESCRIPTION = ("Loads an AnimateDiff-family motion model (v1, v2, v3, SDXL beta, Hotshot-XL, AnimateLCM, "
-                   "AnimateDiff-Lightning) from models/animatediff_models. The format is detected from the file.")
+                   "AnimateDiff-Lightning, PIA) from models/animatediff_models. The format is detected from the file.")
     CATEGORY = "MotionKit"
     # node search: ComfyUI versions whose /object_info carries `search_aliases` (core's SEARCH_ALIASES) search
     # these too; 0.3.64's frontend (1.27) searches only the class and display names, hence "(AnimateDiff)" there

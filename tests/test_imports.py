@@ -75,7 +75,7 @@ FLOORS = (
     ("common",),
     ("motion", "sampling"),
     ("media", "trajectory", "queue_tool"),
-    ("control", "training", "animate_anyone", "cogvideox", "camera"),
+    ("control", "training", "animate_anyone", "cogvideox", "camera", "pia"),
     ("tora",),
     ("nodes",),
 )

@@ -83,7 +83,40 @@ UNSUPPORTED = {
     "ADE_SigmaSchedule": "sigma_schedule", "ADE_NoisedImageInjection": "image_inject",
     "ADE_AncestralOptions": "ancestral_opts",
 }
-ADE_PREFIXES = ("ADE_", "AnimateDiff", "ACN_SparseCtrl")
+# the ADE / ACN node types converted (tests/test_ade_import.py converts each)
+COVERED = (
+    "ADE_LoadAnimateDiffModel", "ADE_ApplyAnimateDiffModel", "ADE_ApplyAnimateDiffModelSimple", "ADE_UseEvolvedSampling",
+    "ADE_AnimateDiffLoaderGen1", "ADE_AnimateDiffLoaderWithContext", "AnimateDiffLoaderV1",
+    "ADE_AnimateDiffLoaderV1Advanced", "ADE_AnimateDiffLoRALoader", "ADE_MultivalDynamic", "ADE_MultivalScaledMask",
+    "ADE_MultivalDynamicFloatInput", "ADE_AnimateDiffKeyframe", "ADE_StandardUniformContextOptions",
+    "ADE_StandardStaticContextOptions", "ADE_LoopedUniformContextOptions", "ADE_AnimateDiffUniformContextOptions",
+    "ADE_BatchedContextOptions", "ADE_ContextExtras_Set", "ADE_AnimateDiffSamplingSettings",
+    "ADE_IterationOptsFreeInit", "ADE_IterationOptsDefault", "ADE_LoadAnimateLCMI2VModel",
+    "ADE_ApplyAnimateLCMI2VModel", "ADE_UpscaleAndVAEEncode", "ACN_SparseCtrlLoaderAdvanced",
+    "ACN_SparseCtrlIndexMethodNode", "ACN_SparseCtrlSpreadMethodNode", "ACN_SparseCtrlRGBPreprocessor",
+    "CheckpointLoaderSimpleWithNoiseSelect", "ADE_EmptyLatentImageLarge", "ADE_AnimateDiffUnload",
+    "ADE_AnimateDiffCombine",
+)
+# once MotionKit has Motion Windows (FEATURES["view_options"]): the View Options nodes and Views Only context
+VIEWS = ("ADE_StandardUniformViewOptions", "ADE_StandardStaticViewOptions", "ADE_LoopedUniformViewOptions",
+         "ADE_ViewsOnlyContextOptions")
+ADE_PREFIXES = ("ADE_", "AnimateDiff", "ACN_SparseCtrl", "CheckpointLoaderSimpleWithNoiseSelect")
+# core nodes some ADE nodes become (core's inputs, which every ComfyUI has)
+CORE_SPECS = {
+    "CheckpointLoaderSimple": {"inputs": [{"name": "ckpt_name", "type": "COMBO", "widget": True, "options": []}],
+                               "outputs": ["MODEL", "CLIP", "VAE"], "output_names": ["MODEL", "CLIP", "VAE"]},
+    "EmptyLatentImage": {"inputs": [{"name": n, "type": "INT", "widget": True, "default": d}
+                                    for n, d in (("width", 512), ("height", 512), ("batch_size", 1))],
+                         "outputs": ["LATENT"], "output_names": ["LATENT"]},
+}
+SAVE_FORMATS = {"image/gif": "gif", "image/webp": "webp", "video/h264-mp4": "mp4", "video/webm": "webm"}
+
+
+def xy(value, default: list) -> list:
+    """A position or size as [x, y]: old frontends saved {"0": x, "1": y}."""
+    if isinstance(value, dict):
+        return [value.get("0", default[0]), value.get("1", default[1])]
+    return list(value[:2]) if isinstance(value, (list, tuple)) and len(value) >= 2 else list(default)
 
 
 @dataclass(frozen=True)
@@ -148,7 +181,7 @@ class Converter:
 
     def emit(self, kind: str, values: dict, at: dict, reuse: bool = False, offset=(0, 0)) -> dict:
         """A new MotionKit node of class `kind` with `values` (literals or Src), placed at node `at` (+offset)."""
-        spec = self.targets[kind]
+        spec = self.targets[kind] if kind in self.targets else CORE_SPECS[kind]
         nid = at["id"] if reuse and at["id"] not in self.claimed else self.g.new_id()
         self.claimed.add(nid)
         widgets, inputs, links = [], [], []
@@ -167,9 +200,8 @@ class Converter:
                 if isinstance(v, Src):
                     links.append((len(inputs), v))
                 inputs.append({"name": entry["name"], "type": entry["type"], "link": None})
-        pos = at.get("pos") or [0, 0]
-        pos = [pos[0] + offset[0], pos[1] + offset[1]] if isinstance(pos, list) else pos
-        node = {"id": nid, "type": kind, "pos": pos, "size": list(at.get("size") or [315, 130]), "flags": {},
+        pos, size = xy(at.get("pos"), [0, 0]), xy(at.get("size"), [315, 130])
+        node = {"id": nid, "type": kind, "pos": [pos[0] + offset[0], pos[1] + offset[1]], "size": size, "flags": {},
                 "order": at.get("order", 0), "mode": at.get("mode", 0), "inputs": inputs,
                 "outputs": [{"name": n, "type": t, "links": [], "slot_index": i}
                             for i, (t, n) in enumerate(zip(spec["outputs"], spec["output_names"]))],
@@ -283,7 +315,7 @@ class Converter:
                                                    "models properly")
         else:
             extra = {}
-        return self.apply_common(node, cur, self.out(load), schedule, extra_multivals=extra)
+        return self.apply_common(node, cur, self.out(load), schedule, reuse=True, extra_multivals=extra)
 
     def gen1_context(self, node: dict, cur: Src) -> Src:
         """AnimateDiff Loader V1 Advanced's own context settings."""
@@ -395,6 +427,11 @@ class Converter:
         if enc is not None and enc["type"] in ("ADE_UpscaleAndVAEEncode", "VAEEncode"):
             image = self.src(enc, "image" if enc["type"] == "ADE_UpscaleAndVAEEncode" else "pixels")
             vae = self.src(enc, "vae")
+        if enc is not None and enc["type"] == "ADE_UpscaleAndVAEEncode" and image is not None and vae is not None \
+                and all(l[3] == node["id"] for l in self.g.out_links(enc["id"])):
+            self.replace(enc, None)
+            self.used.add(enc["id"])
+            self.report.add(enc, REMOVED, f"MotionKit's {I2V} resizes and encodes the image itself")
         if image is None or vae is None:
             self.report.add(node, NOT_CARRIED, "ref_latent does not come from a VAE Encode of an image: connect "
                                                f"the image and VAE to {I2V} by hand")
@@ -505,6 +542,7 @@ class Converter:
             out = self.views(view, cur, node, reuse=True)
             if out is not cur:
                 self.replace(node, None)
+                self.report.add(node, CONVERTED, f"Views Only: motion-only windows -> #{out.node} {MOTION_WINDOWS}")
             else:
                 self.report.add(node, KEPT, "Views Only context options: not converted (see its view options)")
             return out
@@ -643,6 +681,38 @@ class Converter:
         elif kind in ("ACN_SparseCtrlIndexMethodNode", "ACN_SparseCtrlSpreadMethodNode") and \
                 not self.g.out_links(node["id"]):
             self.report.add(node, KEPT, "not connected to a SparseCtrl loader: kept")
+        elif kind == "CheckpointLoaderSimpleWithNoiseSelect":
+            new = self.emit("CheckpointLoaderSimple", {"ckpt_name": self.value_or_link(node, "ckpt_name")}, node,
+                            reuse=True)
+            for slot in range(3):
+                self.replace(node, self.out(new, slot), slot)
+            self.report.add(node, CONVERTED, f"-> #{new['id']} CheckpointLoaderSimple (core); its beta_schedule "
+                                             f"'{self.val(node, 'beta_schedule')}' is Apply Motion Model's "
+                                             f"noise_schedule in MotionKit")
+            if self.val(node, "use_custom_scale_factor"):
+                self.report.add(node, NOT_CARRIED, f"custom scale_factor: {NO_EQUIVALENT}")
+        elif kind == "ADE_EmptyLatentImageLarge":
+            new = self.emit("EmptyLatentImage", {n: self.value_or_link(node, n) for n in ("width", "height",
+                                                                                       "batch_size")}, node, reuse=True)
+            self.replace(node, self.out(new))
+            self.report.add(node, CONVERTED, f"-> #{new['id']} EmptyLatentImage (core)")
+        elif kind == "ADE_AnimateDiffUnload":
+            self.replace(node, self.src(node, "model"))
+            self.report.add(node, REMOVED, "MotionKit leaves the input MODEL unchanged: nothing to unload; links "
+                                           "re-wired to its input")
+        elif kind == "ADE_AnimateDiffCombine":
+            fmt = self.val(node, "format")
+            values = {"images": self.src(node, "images"), "fps": self.value_or_link(node, "frame_rate"),
+                      "loop_count": self.value_or_link(node, "loop_count"),
+                      "filename_prefix": self.value_or_link(node, "filename_prefix"),
+                      "pingpong": self.value_or_link(node, "pingpong"), "format": SAVE_FORMATS.get(fmt, "gif")}
+            if fmt not in SAVE_FORMATS:
+                self.report.add(node, NOT_CARRIED, f"format '{fmt}': gif used")
+            if self.val(node, "save_image") is False:
+                self.report.add(node, NOT_CARRIED, "save_image off: MotionKit's Save Animation always saves")
+            new = self.emit("MotionKitSaveAnimation", values, node, reuse=True)
+            self.replace(node, None)
+            self.report.add(node, CONVERTED, f"-> #{new['id']} MotionKitSaveAnimation")
         elif kind in UNSUPPORTED:
             self.no_equivalent(node, UNSUPPORTED[kind], "this node", status=KEPT)
         elif not kind.startswith("ACN_SparseCtrl") or kind == "ACN_SparseCtrlMergedLoaderAdvanced":

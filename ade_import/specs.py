@@ -7,6 +7,7 @@ node's spec. Both JSON files are generated (tools/extract_ade_node_specs.py), ne
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -107,9 +108,12 @@ def _fits(entry: dict, value) -> bool:
     return entry.get("ui_widget", False)
 
 
+FILE_NAME = re.compile(r"\.[A-Za-z0-9]{2,12}$")
+
+
 def _enum_like(options) -> bool:
     """A combo of fixed choices (not file names): a value outside it means another version of the node."""
-    return not any("." in o or "/" in o for o in options)
+    return not any(FILE_NAME.search(o) for o in options)
 
 
 def _slots(spec: dict, with_ui: bool):

@@ -223,6 +223,7 @@ class Converter:
 
     # ----------------------------------------------------------------------------------------- the run
     def run(self) -> tuple[dict, Report]:
+        self.nested()
         for node in list(self.g.nodes.values()):
             self.read(node)
         for node in list(self.g.nodes.values()):
@@ -233,6 +234,18 @@ class Converter:
                 self.standalone(node)
         self.apply()
         return self.g.to_workflow(), self.report
+
+    def nested(self) -> None:
+        """ADE nodes inside subgraphs or (legacy) group nodes are not converted: say so."""
+        wf = self.g.wf
+        inner = [(sg.get("name") or sg.get("id", "?"), n) for sg in (wf.get("definitions") or {}).get("subgraphs") or []
+                 for n in sg.get("nodes") or []]
+        inner += [(name, n) for name, group in ((wf.get("extra") or {}).get("groupNodes") or {}).items()
+                  for n in group.get("nodes") or []]
+        for where, n in inner:
+            if n.get("type", "") in self.ade or str(n.get("type", "")).startswith(ADE_PREFIXES):
+                self.report.add(None, KEPT, f"{n.get('type')} inside subgraph/group node '{where}': not converted "
+                                            f"(unpack it, convert again)")
 
     def read(self, node: dict) -> None:
         kind = node.get("type", "")

@@ -3,7 +3,7 @@ motionkit_nodes.json or the live registry; and the one mapping of a UI node's po
 
 A UI workflow stores widget values as a list in INPUT_TYPES order (widget inputs only, each seed INT followed by
 its control_after_generate value; a widget converted to a socket keeps its place), so the names come from the
-node's spec. Both JSON files are generated (tools/extract_ade_node_specs.py), never edited by hand."""
+node's spec. Both JSON files are generated (tests/extract_ade_node_specs.py), never edited by hand."""
 from __future__ import annotations
 
 import json

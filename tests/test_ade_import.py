@@ -690,6 +690,20 @@ def test_older_node_versions_map_with_defaults_and_unknown_ones_are_kept():
     assert "an ADE version the converter does not know" in report.text()
 
 
+def test_nodes_saved_without_widgets_values_and_inside_subgraphs():
+    g = UIGraph()
+    ckpt, ks = sd_base(g)
+    load, app, use, ctx = gen2(g, ckpt, ks, apply="ADE_ApplyAnimateDiffModelSimple")
+    del g.by_id[app]["widgets_values"]  # frontends leave it out for a node without widgets
+    wf = g.workflow()
+    wf["definitions"] = {"subgraphs": [{"id": "abc", "name": "motion", "nodes": [
+        {"id": 1, "type": "ADE_UseEvolvedSampling", "widgets_values": ["autoselect"]}]}]}
+    after, report = convert_workflow(wf)
+    check(wf, after, report)
+    assert CONVERTED in statuses(report, app)
+    assert "inside subgraph/group node 'motion': not converted" in report.text()
+
+
 def test_map_widgets_control_after_generate_and_dict_values():
     spec = {"inputs": [{"name": "seed", "type": "INT", "widget": True, "control_after_generate": True,
                         "section": "required"},
@@ -797,7 +811,7 @@ def test_large_fixture_is_what_the_builder_makes():
 @pytest.mark.comfyui
 def test_motionkit_specs_match_the_live_registry():
     """motionkit_nodes.json (what the CLI converts to) is the registry now: regenerate it when nodes change
-    (python tools/extract_ade_node_specs.py motionkit --comfyui /opt/ComfyUI)."""
+    (python tests/extract_ade_node_specs.py motionkit --comfyui /opt/ComfyUI)."""
     import comfy_env
     comfy_env.comfy_on_cpu()
     from motionkit.ade_import import registry_specs

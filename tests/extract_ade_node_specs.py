@@ -5,10 +5,10 @@ needs to map a UI workflow's positional widgets_values to input names. Data only
     # ADE's nodes (and Advanced-ControlNet's SparseCtrl nodes): needs ComfyUI and the two checkouts
     git -C ADE_REPO archive 90fb133 | tar -x -C /tmp --one-top-level=ade
     git -C ACN_REPO archive f9a1225 | tar -x -C /tmp --one-top-level=acn
-    python tools/extract_ade_node_specs.py ade --ade /tmp/ade --commit 90fb133 --acn /tmp/acn --acn-commit f9a1225 \\
+    python tests/extract_ade_node_specs.py ade --ade /tmp/ade --commit 90fb133 --acn /tmp/acn --acn-commit f9a1225 \\
         --comfyui /opt/ComfyUI
     # MotionKit's own nodes (the CLI's view of the registry; tests/test_ade_import.py checks it is current)
-    python tools/extract_ade_node_specs.py motionkit --comfyui /opt/ComfyUI
+    python tests/extract_ade_node_specs.py motionkit --comfyui /opt/ComfyUI
 """
 from __future__ import annotations
 

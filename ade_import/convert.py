@@ -24,6 +24,8 @@ LOAD, APPLY, CONTEXT, FREEINIT = ("MotionKitLoadMotionModel", "MotionKitApplyMot
 LORA, KEYFRAME, REGION, I2V = ("MotionKitLoadMotionLoRA", "MotionKitMotionKeyframe", "MotionKitRegionalMotion",
                                "MotionKitI2VImage")
 SPARSE_LOAD, SPARSE_KEYS = "MotionKitLoadSparseCtrl", "MotionKitSparseCtrlKeyframes"
+FREENOISE = "MotionKitFreeNoise"
+GUIDERS = ("CFGGuider", "BasicGuider", "DualCFGGuider", "PerpNegGuider")
 MOTION_WINDOWS = "MotionKitMotionWindows"  # motion-only windows = ADE's view options
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -143,6 +145,7 @@ class Converter:
         self.done: dict[tuple, Src] = {}      # memo: what a converted settings node became
         self.used: set[int] = set()           # ADE nodes a conversion read (folded in, or converted)
         self.vae_moves: list[tuple[int, str, Src]] = []  # (apply node, its vae input, the VAE) for RGB SparseCtrl
+        self.moves: list[tuple[int, str, Src]] = []  # (kept node, input, new source): links replaced
 
     # ----------------------------------------------------------------------------------------- helpers
     def has(self, feature: str) -> bool:
@@ -624,10 +627,7 @@ class Converter:
         v = lambda n: self.val(node, n)  # noqa: E731
         noise = v("noise_type")
         if noise in ("FreeNoise", "repeated_context"):
-            mode = "shuffle_context" if noise == "FreeNoise" else "repeat_context"
-            self.report.add(node, NOT_CARRIED, f"noise_type {noise}: in MotionKit it is a noise node for "
-                                               f"SamplerCustomAdvanced: add 'FreeNoise 🎞️' (mode {mode}, the "
-                                               f"context_length of your Context Windows) as its noise input")
+            self.free_noise(node, sink, "shuffle_context" if noise == "FreeNoise" else "repeat_context")
         elif noise not in (None, "default"):
             self.report.add(node, NOT_CARRIED, f"noise_type {noise}: {NO_EQUIVALENT}")
         for name, default in (("seed_gen", "comfy"), ("batch_offset", 0), ("seed_offset", 0)):
@@ -650,6 +650,61 @@ class Converter:
         self.report.add(node, REMOVED, "sample settings: folded into the chain (see the lines above for any "
                                        "setting not carried over)")
         return cur
+
+    def consumers(self, nid: int, slot: int = 0, depth: int = 0) -> list[dict]:
+        """The nodes taking output `slot` of node `nid`, through reroutes."""
+        found = []
+        for link in self.g.out_links(nid, slot):
+            dst = self.g.nodes.get(link[3])
+            if dst is not None and dst["type"] == REROUTE and depth < 50:
+                found += self.consumers(dst["id"], 0, depth + 1)
+            elif dst is not None:
+                found.append(dst)
+        return found
+
+    def free_noise(self, settings: dict, sink: dict, mode: str) -> None:
+        """ADE's FreeNoise / repeated_context noise is MotionKit's FreeNoise node, a NOISE for
+        SamplerCustomAdvanced: put in where the sink's MODEL reaches one through a guider, else reported."""
+        noise_type = self.val(settings, "noise_type")
+        ctx = self.upstream(sink, "context_options")
+        if ctx is not None and ctx["type"] == "ADE_ContextExtras_Set":
+            ctx = self.upstream(ctx, "context_opts")
+        if ctx is None:
+            self.report.add(settings, NOTE, f"noise_type {noise_type} without context options: it changed nothing "
+                                            f"in ADE either (not converted)")
+            return
+        length, overlap = self.val(ctx, "context_length"), self.val(ctx, "context_overlap")
+        if ctx["type"] == "ADE_BatchedContextOptions":
+            overlap = 0
+        samplers = [s for guider in self.consumers(sink["id"]) if guider["type"] in GUIDERS
+                    for s in self.consumers(guider["id"]) if s["type"] == "SamplerCustomAdvanced"]
+        if not samplers or not isinstance(length, int) or not isinstance(overlap, int):
+            self.report.add(settings, NOT_CARRIED, f"noise_type {noise_type}: in MotionKit it is the noise node "
+                                                   f"'FreeNoise 🎞️' (mode {mode}) for SamplerCustomAdvanced's "
+                                                   f"noise input (KSampler makes its own noise): switch the sampler "
+                                                   f"and add it, context_length as your Context Windows'")
+            return
+        for sampler in samplers:
+            source = self.upstream(sampler, "noise")
+            seed = None
+            if source is not None and source["type"] == "RandomNoise":
+                linked = self.g.input_link(source, "noise_seed")
+                values = source.get("widgets_values") or [0]
+                seed = Src(linked[1], linked[2], linked[5]) if linked else values[0] if isinstance(values, list) \
+                    else values.get("noise_seed", 0)
+            else:
+                self.report.add(sampler, NOTE, "its noise does not come from RandomNoise: FreeNoise's seed is 0, "
+                                               "set it")
+            values = {"noise_seed": seed, "context_length": length, "mode": mode,
+                      "context_stride": max(1, min(length, length - overlap))}  # ADE's step: length - overlap
+            new = self.emit(FREENOISE, values, source or sampler, offset=(0, 140))
+            self.moves.append((sampler["id"], "noise", self.out(new)))
+            self.report.add(settings, CONVERTED, f"noise_type {noise_type} -> #{new['id']} {FREENOISE} as "
+                                                 f"#{sampler['id']} SamplerCustomAdvanced's noise (context_stride "
+                                                 f"{values['context_stride']} = context_length - overlap, as ADE)")
+            if source is not None:
+                self.report.add(source, NOTE, f"no longer feeds #{sampler['id']}'s noise (FreeNoise #{new['id']} "
+                                              f"does)")
 
     def iterations(self, node: dict, cur: Src, at: dict) -> Src:
         self.used.add(node["id"])
@@ -821,6 +876,14 @@ class Converter:
                                                            f"its link from a removed ADE node ({kind})")
                 continue
             g.add_link(target.node, target.slot, dst, dst_slot, target.kind)
+        for dst, name, src in self.moves:
+            s = self.resolve(src)
+            index = g.input_index(g.nodes[dst], name) if dst in g.nodes else None
+            if index is not None and s is not None and s.node in g.nodes:
+                old = g.nodes[dst]["inputs"][index].get("link")
+                if old is not None:
+                    g.remove_link(old)
+                g.add_link(s.node, s.slot, dst, index, s.kind)
         for dst, name, vae in self.vae_moves:
             s = self.resolve(vae)
             if dst in g.nodes and s is not None and s.node in g.nodes:

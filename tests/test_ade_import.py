@@ -357,6 +357,35 @@ def test_sample_settings_freeinit_and_reports():
     assert KEPT in statuses(report, layer)
 
 
+def test_freenoise_becomes_the_noise_of_sampler_custom_advanced():
+    g = UIGraph()
+    ckpt = g.node("CheckpointLoaderSimple", {}, ["MODEL", "CLIP", "VAE"], ["sd15.safetensors"])
+    cond = g.node("CLIPTextEncode", {"clip": "CLIP"}, ["CONDITIONING"], ["a cat"])
+    guider = g.node("CFGGuider", {"model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING"},
+                    ["GUIDER"], [7.0])
+    noise = g.node("RandomNoise", {}, ["NOISE"], [4242, "fixed"])
+    sampler = g.node("SamplerCustomAdvanced", {"noise": "NOISE", "guider": "GUIDER", "sampler": "SAMPLER",
+                                               "sigmas": "SIGMAS", "latent_image": "LATENT"}, ["LATENT", "LATENT"])
+    load = g.ade("ADE_LoadAnimateDiffModel")
+    app = g.ade("ADE_ApplyAnimateDiffModelSimple")
+    ctx = g.ade("ADE_StandardUniformContextOptions", context_length=16, context_overlap=4)
+    ss = g.ade("ADE_AnimateDiffSamplingSettings", noise_type="FreeNoise")
+    use = g.ade("ADE_UseEvolvedSampling")
+    for a, s_, b, name in ((ckpt, 0, use, "model"), (load, 0, app, "motion_model"), (app, 0, use, "m_models"),
+                           (ctx, 0, use, "context_options"), (ss, 0, use, "sample_settings"),
+                           (use, 0, guider, "model"), (ckpt, 1, cond, "clip"), (cond, 0, guider, "positive"),
+                           (cond, 0, guider, "negative"), (guider, 0, sampler, "guider"),
+                           (noise, 0, sampler, "noise")):
+        g.link(a, s_, b, name)
+    wf, report = convert(g)
+    s = next(n for n in wf["nodes"] if n["id"] == sampler)
+    fn, _ = feeder(wf, s, "noise")
+    assert fn["type"] == "MotionKitFreeNoise" and widgets(wf, fn) == {
+        "noise_seed": 4242, "context_length": 16, "context_stride": 12, "mode": "shuffle_context"}
+    assert noise in {n["id"] for n in wf["nodes"]} and NOTE in statuses(report, noise)
+    assert feeder(wf, next(n for n in wf["nodes"] if n["id"] == guider), "model")[0]["id"] == ctx
+
+
 @pytest.mark.parametrize("loader", ["ADE_AnimateDiffLoaderGen1", "ADE_AnimateDiffLoaderWithContext"])
 def test_gen1_loader_becomes_load_apply_context(loader):
     g = UIGraph()

@@ -196,7 +196,8 @@ class Converter:
                     inputs.append({"name": entry["name"], "type": entry["type"], "widget": {"name": entry["name"]},
                                    "link": None})
                     v = None
-                widgets.append(default_of(entry) if v is None else v)
+                v = default_of(entry) if v is None else self.within(entry, v, kind, at)
+                widgets.append(v)
                 if entry.get("control_after_generate"):
                     widgets.append("fixed")
             else:
@@ -215,6 +216,17 @@ class Converter:
         self.new_nodes[nid] = node
         self.pending += [(nid, i, s) for i, s in links]
         return node
+
+    def within(self, entry: dict, value, kind: str, at: dict):
+        """`value` inside the MotionKit input's range (the server refuses values outside), reported if moved."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value
+        lo, hi = entry.get("min"), entry.get("max")
+        moved = lo if lo is not None and value < lo else hi if hi is not None and value > hi else value
+        if moved != value:
+            self.report.add(at, NOT_CARRIED, f"{entry['name']} {value} is outside {kind}'s range "
+                                             f"[{lo}, {hi}]: set to {moved}")
+        return moved
 
     def out(self, node: dict, slot: int = 0) -> Src:
         return Src(node["id"], slot, node["outputs"][slot]["type"], new=True)

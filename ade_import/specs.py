@@ -36,6 +36,9 @@ def input_spec(name: str, spec, section: str) -> dict:
         entry["ui_widget"] = True
     if "default" in opts and isinstance(opts["default"], (int, float, str, bool)):
         entry["default"] = opts["default"]
+    for bound in ("min", "max"):
+        if kind in ("INT", "FLOAT") and isinstance(opts.get(bound), (int, float)) and abs(opts[bound]) < 2 ** 53:
+            entry[bound] = opts[bound]
     if widget and (opts.get("control_after_generate") or (kind == "INT" and name in SEED_NAMES)):
         entry["control_after_generate"] = True
     return entry

@@ -60,6 +60,7 @@ def check(before: dict, after: dict, report, targets=TARGETS) -> None:
             for e in slots:
                 v = next(values)
                 assert fits(e, v), f"#{nid} {node['type']}.{e['name']} = {v!r} does not fit {e['type']}"
+                assert e.get("min", v) <= v <= e.get("max", v), f"#{nid} {node['type']}.{e['name']} = {v} out of range"
                 if e.get("control_after_generate"):
                     next(values)
             names = {e["name"] for e in spec["inputs"]}
@@ -318,6 +319,17 @@ def test_multivals_lora_keyframes():
     assert feeder(wf, kf2, "prev_keyframes")[0]["id"] == k1
     for n in (effect, scale, k_effect):
         assert n not in {x["id"] for x in wf["nodes"]} and REMOVED in statuses(report, n)
+
+
+def test_values_outside_motionkit_ranges_are_clamped_and_reported():
+    g = UIGraph()
+    ckpt, ks = sd_base(g)
+    load, app, use, ctx = gen2(g, ckpt, ks)
+    effect = g.ade("ADE_MultivalDynamic", float_val=3.5)
+    g.link(effect, 0, app, "effect_multival")
+    wf, report = convert(g)
+    assert widgets(wf, next(n for n in wf["nodes"] if n["id"] == app))["motion_scale"] == 2.0
+    assert "motion_scale 3.5 is outside MotionKitApplyMotionModel's range [0.0, 2.0]: set to 2.0" in report.text()
 
 
 def test_multival_motionkit_cannot_express_is_kept_and_reported():

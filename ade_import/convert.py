@@ -51,6 +51,13 @@ FEATURES = {
     "ancestral_opts": ("MotionKitAncestralOptions", None),
 }
 
+LABELS = {"view_options": "view options", "scheduled_context": "scheduled context options",
+          "context_chain": "chained context options", "context_ref": "ContextRef", "naive_reuse": "NaiveReuse",
+          "noise_layers": "noise layers", "seed_options": "seed options", "camera_ctrl": "CameraCtrl", "pia": "PIA",
+          "ad_settings": "AD settings: PE / weight adjustments", "per_block": "per-block settings",
+          "custom_cfg": "custom CFG", "sigma_schedule": "sigma schedules", "image_inject": "noised image injection",
+          "ancestral_opts": "ancestral options"}
+
 # ADE beta_schedule -> Apply Motion Model's noise_schedule (same schedules; the rest are not in MotionKit)
 BETA_SCHEDULES = {
     "autoselect": "autoselect", "use existing": "use model's own",
@@ -102,6 +109,31 @@ COVERED = (
 # once MotionKit has Motion Windows (FEATURES["view_options"]): the View Options nodes and Views Only context
 VIEWS = ("ADE_StandardUniformViewOptions", "ADE_StandardStaticViewOptions", "ADE_LoopedUniformViewOptions",
          "ADE_ViewsOnlyContextOptions")
+# why the rest is kept, by name prefix: a FEATURES key, or the reason itself
+KEPT_BY_PREFIX = (
+    ("ADE_AdjustPE", "ad_settings"), ("ADE_AdjustWeight", "ad_settings"), ("ADE_AnimateDiffModelSettings", "ad_settings"),
+    ("ADE_PerBlock", "per_block"), ("ADE_ADBlock", "per_block"),
+    ("ADE_Camera", "camera_ctrl"), ("ADE_LoadCameraPoses", "camera_ctrl"), ("ADE_ReplaceCamera", "camera_ctrl"),
+    ("ADE_ReplaceOriginalPose", "camera_ctrl"), ("ADE_ContextExtras_ContextRef", "context_ref"),
+    ("ADE_ContextExtras_NaiveReuse", "naive_reuse"), ("ADE_CustomCFG", "custom_cfg"), ("ADE_CFGExtras", "custom_cfg"),
+    ("ADE_SigmaSchedule", "sigma_schedule"), ("ADE_RawSigmaSchedule", "sigma_schedule"),
+    ("ADE_NoisedImageInject", "image_inject"), ("ADE_NoiseLayer", "noise_layers"),
+    ("ADE_PromptScheduling", "ADE's prompt scheduling: MotionKit's Prompt Schedule uses another syntax (convert by "
+                             "hand)"),
+    ("ADE_ValueScheduling", "ADE's value scheduling: MotionKit has no equivalent yet"),
+    ("ADE_Visualize", "a preview of context windows: MotionKit has no equivalent yet"),
+    ("ADE_Multival", "a multival not feeding a converted node: MotionKit has no equivalent yet (it takes one "
+                     "value times a mask, on the node itself)"),
+    ("ADE_RegisterLoraHook", "deprecated in ADE itself (ComfyUI's own hook nodes replace it): kept"),
+    ("ADE_RegisterModelAsLoraHook", "deprecated in ADE itself (ComfyUI's own hook nodes replace it): kept"),
+    ("ADE_CombineLoraHooks", "deprecated in ADE itself (ComfyUI's own hook nodes replace it): kept"),
+    ("ADE_LoraHook", "deprecated in ADE itself (ComfyUI's own hook nodes replace it): kept"),
+    ("ADE_SetLoraHook", "deprecated in ADE itself (ComfyUI's own hook nodes replace it): kept"),
+    ("ADE_AttachLoraHook", "deprecated in ADE itself (ComfyUI's own hook nodes replace it): kept"),
+    ("ADE_Paired", "deprecated in ADE itself (ComfyUI's own hook nodes replace it): kept"),
+    ("ADE_Conditioning", "deprecated in ADE itself (ComfyUI's own hook nodes replace it): kept"),
+    ("ADE_TimestepsConditioning", "deprecated in ADE itself (ComfyUI's own hook nodes replace it): kept"),
+)
 ADE_PREFIXES = ("ADE_", "AnimateDiff", "ACN_SparseCtrl", "CheckpointLoaderSimpleWithNoiseSelect")
 # core nodes some ADE nodes become (core's inputs, which every ComfyUI has)
 CORE_SPECS = {
@@ -157,7 +189,7 @@ class Converter:
         if kind in self.targets and (name is None or self.has(feature)):
             self.report.add(node, status, f"{what}: convert it by hand to {kind} (not done automatically yet)")
         else:
-            self.report.add(node, status, f"{what}: {NO_EQUIVALENT}")
+            self.report.add(node, status, f"{what}: {NO_EQUIVALENT} ({LABELS[feature]})")
 
     def node(self, nid: int) -> dict:
         return self.g.nodes[nid]
@@ -795,6 +827,12 @@ class Converter:
             self.report.add(node, CONVERTED, f"-> #{new['id']} MotionKitSaveAnimation")
         elif kind in UNSUPPORTED:
             self.no_equivalent(node, UNSUPPORTED[kind], "this node", status=KEPT)
+        elif any(kind.startswith(p) for p, _ in KEPT_BY_PREFIX):
+            why = next(w for p, w in KEPT_BY_PREFIX if kind.startswith(p))
+            if why in FEATURES:
+                self.no_equivalent(node, why, "this node", status=KEPT)
+            else:
+                self.report.add(node, KEPT, why)
         elif not kind.startswith("ACN_SparseCtrl") or kind == "ACN_SparseCtrlMergedLoaderAdvanced":
             self.report.add(node, KEPT, f"{NO_EQUIVALENT} (or not used by a converted sampler): kept as it is")
 

@@ -745,6 +745,18 @@ def test_nodes_saved_without_widgets_values_and_inside_subgraphs():
     assert "inside subgraph/group node 'motion': not converted" in report.text()
 
 
+def test_every_other_ade_node_is_kept_with_a_reason():
+    """Each ADE / ACN SparseCtrl node type not converted, alone in a graph: kept, one report line saying why."""
+    for kind in sorted(set(SPECS) - set(COVERED) - set(VIEWS)):
+        g = UIGraph()
+        nid = g.ade(kind)
+        wf, report = convert(g)
+        lines = [l for l in report.lines if l.node == nid]
+        assert lines and all(l.status == KEPT for l in lines), (kind, report.text())
+        assert any(w in lines[0].message for w in ("no equivalent", "deprecated", "not connected", "convert by hand",
+                                                   "not used")), (kind, lines[0].message)
+
+
 def test_map_widgets_control_after_generate_and_dict_values():
     spec = {"inputs": [{"name": "seed", "type": "INT", "widget": True, "control_after_generate": True,
                         "section": "required"},

@@ -36,13 +36,13 @@ MOTION_WINDOWS = "MotionKitMotionWindows"  # motion-only windows = ADE's view op
 FEATURES = {
     "view_options": (MOTION_WINDOWS, None),                 # View Options / Views Only context
     "scheduled_context": (CONTEXT, "start_percent"),        # context options' start_percent / guarantee_steps
-    "context_chain": (CONTEXT, "prev_context"),             # several context options over sampling (prev_context)
+    "context_chain": (CONTEXT, "start_percent"),            # prev_context: Context Windows chained by start_percent
     "context_ref": ("MotionKitContextRef", None),           # Context Extras: ContextRef
-    "naive_reuse": ("MotionKitNaiveReuse", None),           # Context Extras: NaiveReuse
-    "noise_layers": ("MotionKitNoiseLayers", None),         # Sample Settings: noise_layers
-    "seed_options": ("MotionKitSeedOptions", None),         # seed_gen other than comfy, batch/seed offsets, override
+    "naive_reuse": ("MotionKitContextNaiveReuse", None),    # Context Extras: NaiveReuse
+    "noise_layers": ("MotionKitNoiseLayer", None),          # Sample Settings: noise_layers
+    "seed_options": ("MotionKitSampleSettings", None),      # seed_gen other than comfy, batch/seed offsets, override
     "camera_ctrl": ("MotionKitApplyCameraCtrl", None),      # CameraCtrl
-    "pia": ("MotionKitApplyPIA", None),                     # PIA
+    "pia": ("MotionKitApplyPIAImage", None),                # PIA
     "ad_settings": ("MotionKitMotionModelSettings", None),  # AD Settings: PE / weight adjustments
     "per_block": ("MotionKitPerBlock", None),               # per-block scale/effect (Regional Motion has down/mid/up)
     "custom_cfg": ("MotionKitCustomCFG", None),             # Sample Settings: custom_cfg
@@ -628,7 +628,11 @@ class Converter:
                 values.update(start_percent=start, guarantee_steps=steps)
             else:
                 self.no_equivalent(node, "scheduled_context", f"start_percent {start} / guarantee_steps {steps}")
-        if self.upstream(node, "prev_context") is not None:
+        prev = self.upstream(node, "prev_context")
+        if prev is not None and self.has("context_chain"):
+            cur = self.context(prev, cur, sink)  # the earlier ones first: Context Windows chain in start order
+            values["model"] = cur
+        elif prev is not None:
             self.no_equivalent(node, "context_chain", "prev_context (several context options over sampling: only "
                                                       "this one is converted)")
         win = self.emit(CONTEXT, values, node, reuse=node["id"] not in self.claimed)
@@ -657,7 +661,8 @@ class Converter:
         v = lambda n: self.value_or_link(node, n)  # noqa: E731
         fuse = v("fuse_method")
         values = {"model": cur, "context_length": v("view_length"), "context_overlap": v("view_overlap"),
-                  "schedule": VIEW_SCHEDULES[node["type"]], "fuse_method": fuse if fuse in FUSE_METHODS else "pyramid"}
+                  "schedule": VIEW_SCHEDULES[node["type"]], "fuse_method": fuse if fuse in FUSE_METHODS else "pyramid",
+                  "context_stride": v("view_stride") or 1, "closed_loop": bool(v("closed_loop"))}
         win = self.emit(MOTION_WINDOWS, values, at if reuse else node, reuse=True, offset=(0, 0))
         self.replace(node, None)
         self.report.add(node, CONVERTED, f"-> #{win['id']} {MOTION_WINDOWS}")

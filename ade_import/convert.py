@@ -275,12 +275,21 @@ class Converter:
             self.read(node)
         for node in list(self.g.nodes.values()):
             if node["id"] in self.values and node["type"] in SINKS:
-                self.sink(node)
+                self.guarded(self.sink, node)
         for node in list(self.g.nodes.values()):  # stand-alone nodes (and ones no sink reached)
             if node["id"] in self.values and node["id"] not in self.delete and node["id"] not in self.used:
-                self.standalone(node)
+                self.guarded(self.standalone, node)
         self.apply()
         return self.g.to_workflow(), self.report
+
+    def guarded(self, step, node: dict) -> None:
+        """One graph the converter did not foresee must not cost the rest of the conversion: the node stays."""
+        try:
+            step(node)
+        except Exception as e:  # noqa: BLE001  (reported, the node kept)
+            self.delete.discard(node["id"])
+            self.report.add(node, KEPT, f"could not be converted ({type(e).__name__}: {e}): kept as it is; please "
+                                        f"report this workflow")
 
     def nested(self) -> None:
         """ADE nodes inside subgraphs or (legacy) group nodes are not converted: say so."""

@@ -14,7 +14,7 @@ import pytest
 
 from ade_graphs import SPECS, UIGraph, sd_base
 from motionkit.ade_import import AdeImportError, convert_workflow, parse_workflow, read_workflow
-from motionkit.ade_import.convert import COVERED, FEATURES, VIEWS, CORE_SPECS
+from motionkit.ade_import.table import CORE_SPECS, COVERED, FEATURES, VIEWS
 from motionkit.ade_import.report import CONVERTED, KEPT, NOT_CARRIED, NOTE, REMOVED
 from motionkit.ade_import.specs import Linked, VersionMismatch, map_widgets, motionkit_specs
 

@@ -1,5 +1,6 @@
 """Thin ComfyUI node classes, one file per feature (classic node API: see README)."""
 from . import model_folders  # noqa: F401  (registers MotionKit's model folders first)
+from . import ade_import_route  # noqa: F401  (the server route of "convert AnimateDiff-Evolved workflow")
 from .animate_anyone import ApplyAnimateAnyone, LoadAnimateAnyone
 from .animatelcm_i2v import AnimateLCMI2VImage
 from .apply_motion_model import ApplyMotionModel

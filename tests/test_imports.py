@@ -74,7 +74,7 @@ def test_test_modules_import_no_other_test_module():
 FLOORS = (
     ("common",),
     ("motion", "sampling"),
-    ("media", "trajectory", "queue_tool"),
+    ("media", "trajectory", "queue_tool", "ade_import"),
     ("control", "training", "animate_anyone", "cogvideox", "camera", "pia"),
     ("tora",),
     ("nodes",),

@@ -157,7 +157,8 @@ def test_gen2_basic_chain_rewired_in_place():
     win, _ = feeder(wf, ksampler, "model")
     assert win["type"] == "MotionKitContextWindows" and win["id"] == ctx
     assert widgets(wf, win) == {"context_length": 16, "context_overlap": 4, "schedule": "uniform",
-                                "context_stride": 1, "fuse_method": "pyramid", "closed_loop": False}
+                                "context_stride": 1, "fuse_method": "pyramid", "closed_loop": False,
+                                "start_percent": 0.0, "guarantee_steps": 1}
     apply_node, _ = feeder(wf, win, "model")
     assert apply_node["id"] == app and apply_node["type"] == "MotionKitApplyMotionModel"
     w = widgets(wf, apply_node)
@@ -182,7 +183,8 @@ def test_widget_values_are_mapped_by_name_not_position():
     wf, report = convert(g)
     win = next(n for n in wf["nodes"] if n["id"] == ctx)
     assert widgets(wf, win) == {"context_length": 20, "context_overlap": 6, "schedule": "uniform looped",
-                                "context_stride": 2, "fuse_method": "flat", "closed_loop": True}
+                                "context_stride": 2, "fuse_method": "flat", "closed_loop": True,
+                                "start_percent": 0.0, "guarantee_steps": 1}
 
 
 @pytest.mark.parametrize("kind, schedule, stride, overlap", [

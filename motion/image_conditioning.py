@@ -39,6 +39,18 @@ KEY = "motionkit_animatelcm_i2v"
 I2V_FILE = "AnimateLCM_sd15_i2v.ckpt"
 
 
+def encode_image(vae, image: torch.Tensor, latent_format, height: int, width: int) -> torch.Tensor:
+    """`image` (an IMAGE) VAE-encoded at a latent size of height × width, as VAEEncode does after a Lanczos resize with
+    center crop to that size in pixels; scaled into the model's latent space, on the CPU."""
+    import comfy.utils
+
+    ratio = vae.downscale_ratio
+    if image.shape[1:3] != (height * ratio, width * ratio):
+        image = comfy.utils.common_upscale(image.movedim(-1, 1), width * ratio, height * ratio,
+                                           "lanczos", "center").movedim(1, -1)
+    return latent_format.process_in(vae.encode(image).float().cpu())
+
+
 @dataclass
 class ImageCondition:
     image: torch.Tensor       # (1, H, W, 3) in [0, 1]: the first image of the artist's batch
@@ -52,17 +64,8 @@ class ImageCondition:
     def encode(self, height: int, width: int) -> None:
         """VAE-encode the image at a latent size of height × width (as VAEEncode does, after a
         Lanczos resize with center crop to that size in pixels)."""
-        if (height, width) in self.latents:
-            return
-        import comfy.utils
-
-        ratio = self.vae.downscale_ratio
-        pixels = self.image
-        if pixels.shape[1:3] != (height * ratio, width * ratio):
-            pixels = comfy.utils.common_upscale(pixels.movedim(-1, 1), width * ratio, height * ratio,
-                                                "lanczos", "center").movedim(1, -1)
-        latent = self.vae.encode(pixels)
-        self.latents[(height, width)] = self.latent_format.process_in(latent.float().cpu())
+        if (height, width) not in self.latents:
+            self.latents[(height, width)] = encode_image(self.vae, self.image, self.latent_format, height, width)
 
     def image_latent(self, height: int, width: int) -> torch.Tensor:
         if (height, width) in self.latents:

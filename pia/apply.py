@@ -31,6 +31,7 @@ from .errors import PIAError
 from .presets import MotionStrength
 from ..common.patch import patched_clone
 from ..common.unet_call import frames_in_call, in_sigma_range, transformer_options_of, window_frames
+from ..motion.image_conditioning import encode_image
 from ..motion.injection import MotionApplication, applications, unet_description
 from ..motion.model import PIA_IN_CHANNELS
 
@@ -112,17 +113,8 @@ class ImageInput:
 
     def encode(self, height: int, width: int) -> None:
         """VAE-encode the image at a latent size of height × width (Lanczos resize with center crop in pixels)."""
-        if (height, width) in self.latents:
-            return
-        import comfy.utils
-
-        ratio = self.vae.downscale_ratio
-        pixels = self.image
-        if pixels.shape[1:3] != (height * ratio, width * ratio):
-            pixels = comfy.utils.common_upscale(pixels.movedim(-1, 1), width * ratio, height * ratio,
-                                                "lanczos", "center").movedim(1, -1)
-        latent = self.vae.encode(pixels)
-        self.latents[(height, width)] = self.latent_format.process_in(latent.float().cpu())
+        if (height, width) not in self.latents:
+            self.latents[(height, width)] = encode_image(self.vae, self.image, self.latent_format, height, width)
 
     def image_latent(self, height: int, width: int) -> torch.Tensor:
         if (height, width) in self.latents:

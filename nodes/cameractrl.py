@@ -160,7 +160,9 @@ class CameraPathPicture:
 
 class ApplyCameraCtrl:
     DESCRIPTION = ("Moves the camera along the given poses with CameraCtrl: its camera features enter the first "
-                   "temporal attention of every down and up motion module. Needs a MODEL with v3_sd15_mm.ckpt applied.")
+                   "temporal attention of every down and up motion module. Needs a MODEL with an SD1.5 motion model "
+                   "applied: v3_sd15_mm.ckpt, which CameraCtrl was trained with (another one runs, with a warning). "
+                   "With Context Windows each window gets its own frames' poses (at most 16 frames per window).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The MODEL with camera control (a clone; the input is unchanged).",)

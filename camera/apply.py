@@ -88,6 +88,20 @@ def find_applications(model_patcher, name: str) -> list:
     return apps
 
 
+_warned_models: set = set()
+
+
+def warn_if_not_v3(camera_name: str, app) -> None:
+    """CameraCtrl was trained with AnimateDiff v3 (SD1.5); another SD1.5 motion model runs, with one warning per
+    motion model file."""
+    family = getattr(app.info, "family", "")
+    if family.startswith("AnimateDiff v3") or app.name in _warned_models:
+        return
+    _warned_models.add(app.name)
+    LOG.warning("CameraCtrl '%s' was trained with AnimateDiff v3 (v3_sd15_mm.ckpt); the motion model '%s' is %s, "
+                "so the camera may be followed loosely or not at all.", camera_name, app.name, family or "another model")
+
+
 def apply_camera(model_patcher, camera: CameraCtrl, poses: CameraPoses, strength: float = 1.0,
                  start_percent: float = 0.0, end_percent: float = 1.0, pad: bool = False):
     """A clone of `model_patcher` whose motion models follow the camera `poses` (one per frame; `pad`: repeat the
@@ -101,6 +115,7 @@ def apply_camera(model_patcher, camera: CameraCtrl, poses: CameraPoses, strength
     apps = find_applications(model_patcher, camera.name)
     for app in apps:
         check_motion_model(camera, app.motion_model)
+        warn_if_not_v3(camera.name, app)
     run = CameraRun(camera, poses, strength, start_percent, end_percent, pad=pad, apps=apps)
     camera_patcher = comfy.model_patcher.ModelPatcher(
         camera, load_device=model_patcher.load_device, offload_device=comfy.model_management.unet_offload_device())

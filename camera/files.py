@@ -118,7 +118,7 @@ def read_cameractrl(path: str) -> dict[str, torch.Tensor]:
     """A CameraCtrl file's tensors in the internal layout."""
     name = os.path.basename(path)
     if not os.path.isfile(path):
-        raise CameraCtrlFileError(f"CameraCtrl file '{path}' does not exist. Put {FILES} in "
+        raise CameraCtrlFileError(f"CameraCtrl file '{name}' does not exist. Put {FILES} in "
                                   f"ComfyUI/models/animatediff_models and pick it from the list.")
     obj = read_weights(path, name, CameraCtrlFileError, f"download {FILES}")
     return internal_layout(obj, name)

@@ -144,13 +144,15 @@ def read_pose_file(path: str, frames: int | None = None) -> CameraPoses:
     """A RealEstate10K / CameraCtrl pose file. `frames`: require at least this many poses."""
     name = f"pose file '{os.path.basename(path)}'"
     if not os.path.isfile(path):
-        raise CameraPoseError(f"Camera pose file '{path}' does not exist. Put the .txt file in ComfyUI's input "
-                              f"folder and pick it, or check the path.")
+        raise CameraPoseError(f"Camera {name} does not exist. Put the .txt file in ComfyUI's input folder and "
+                              f"pick it.")
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except UnicodeDecodeError:
         raise CameraPoseError(f"{name} is not a text file. {FORMAT_HELP}.") from None
+    except OSError as e:  # the OS's words only (no path): a folder, no permission
+        raise CameraPoseError(f"{name} could not be read ({e.strerror}).") from None
     return parse_pose_text(text, name, frames)
 
 

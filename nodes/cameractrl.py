@@ -1,13 +1,20 @@
-"""CameraCtrl nodes (DRAFT, for the lead to integrate): load CameraCtrl, make camera poses (pose file, preset), apply
-them to a MODEL that has AnimateDiff v3 applied. The work is in camera/."""
+"""CameraCtrl nodes: load CameraCtrl, make camera poses (pose file, preset, both chained), picture the camera path,
+apply the poses to a MODEL that has AnimateDiff v3 applied. The work is in camera/.
+
+Types: CAMERACTRL (camera.encoder.CameraCtrl: the camera encoder and merge layers), CAMERA_POSES
+(camera.poses.CameraPoses: one pose per frame)."""
 import os
 
 import comfy.utils
 import folder_paths
+import torch
 
 from ..camera.apply import apply_camera
 from ..camera.files import load_cameractrl
 from ..camera.poses import MOTIONS, ORBIT_RADIUS, SOURCE_HEIGHT, SOURCE_WIDTH, append, preset, read_pose_file
+from ..camera.preview import camera_path_picture
+from ..common.errors import MotionKitError
+from ..media.safe_paths import Roots, resolve
 from ..motion.injection import comfy_attention
 from .model_folders import MOTION_FOLDER
 
@@ -16,7 +23,9 @@ CATEGORY = "MotionKit/CameraCtrl"
 
 class LoadCameraCtrl:
     DESCRIPTION = ("Loads CameraCtrl (hehao13/CameraCtrl, for AnimateDiff v3): CameraCtrl_pruned.safetensors "
-                   "(Kosinkadink/CameraCtrl) or the original CameraCtrl.ckpt, from models/animatediff_models.")
+                   "(Kosinkadink/CameraCtrl, what AnimateDiff-Evolved uses) or the original CameraCtrl.ckpt, from "
+                   "models/animatediff_models (where AnimateDiff-Evolved keeps it too). The layout is detected from "
+                   "the weights; other files are refused with what they are.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("CAMERACTRL",)
     RETURN_NAMES = ("cameractrl",)
@@ -26,7 +35,8 @@ class LoadCameraCtrl:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"cameractrl_name": (folder_paths.get_filename_list(MOTION_FOLDER), {
-            "tooltip": "CameraCtrl_pruned.safetensors or CameraCtrl.ckpt (read weights-only)."})}}
+            "tooltip": "CameraCtrl_pruned.safetensors or CameraCtrl.ckpt in models/animatediff_models (the folder "
+                       "is shared with motion models; .ckpt is read weights-only)."})}}
 
     def load(self, cameractrl_name):
         import comfy.ops
@@ -44,7 +54,8 @@ def _poses_input(tip):
 
 class CameraPosesFromFile:
     DESCRIPTION = ("Camera poses from a RealEstate10K / CameraCtrl pose file (.txt in ComfyUI's input folder): a URL "
-                   "line, then one line of 19 numbers per frame.")
+                   "line, then one line of 19 numbers per frame. Connect previous poses (a preset or another file) "
+                   "to continue from where they end.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("CAMERA_POSES",)
     RETURN_NAMES = ("poses",)
@@ -54,18 +65,52 @@ class CameraPosesFromFile:
     @classmethod
     def INPUT_TYPES(cls):
         input_dir = folder_paths.get_input_directory()
-        files = sorted(f for f in os.listdir(input_dir) if f.endswith(".txt") and os.path.isfile(os.path.join(input_dir, f)))
+        files = sorted(f for f in os.listdir(input_dir)
+                       if f.lower().endswith(".txt") and os.path.isfile(os.path.join(input_dir, f)))
         return {"required": {
-            "pose_file": (files, {"tooltip": "A pose .txt file in ComfyUI/input."}),
+            "pose_file": (files, {"tooltip": "A pose .txt file in ComfyUI's input folder (CameraCtrl's "
+                                             "assets/pose_files, RealEstate10K's camera files)."}),
             "source_width": ("INT", {"default": SOURCE_WIDTH, "min": 1, "max": 16384,
                                      "tooltip": "Width of the video the poses were measured on (RealEstate10K: 1280)."}),
             "source_height": ("INT", {"default": SOURCE_HEIGHT, "min": 1, "max": 16384,
                                       "tooltip": "Height of that video (RealEstate10K: 720)."}),
+        }, "optional": {
+            "frames": ("INT", {"default": 0, "min": 0, "max": 4096,
+                               "tooltip": "Use the file's first this many poses; 0 = all of them."}),
+            "previous": _poses_input("Poses this file's path continues (it starts where they end; frame counts "
+                                     "add up)."),
         }}
 
-    def load(self, pose_file, source_width, source_height):
-        path = folder_paths.get_annotated_filepath(pose_file)
-        return (read_pose_file(path).with_source_size(source_width, source_height),)
+    def load(self, pose_file, source_width, source_height, frames=0, previous=None):
+        poses = read_pose_file(pose_path(pose_file), frames or None).with_source_size(source_width, source_height)
+        if frames:
+            poses = poses.for_frames(frames)
+        return (poses if previous is None else append(previous, poses),)
+
+    @classmethod
+    def IS_CHANGED(cls, pose_file, **_):
+        try:
+            stat = os.stat(pose_path(pose_file))
+        except (OSError, MotionKitError):
+            return ""
+        return f"{stat.st_mtime_ns}:{stat.st_size}"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, pose_file):
+        # this method takes `pose_file`, so ComfyUI skips its own "value in the list" check: confine it here
+        try:
+            path = pose_path(pose_file)
+        except MotionKitError as e:
+            return str(e)
+        if not os.path.isfile(path):
+            return f"Camera pose file not found in the input folder: {pose_file}"
+        return True
+
+
+def pose_path(pose_file: str) -> str:
+    """The pose file's real path: a name in the input folder (or 'name [output]'), confined as safe_paths says."""
+    path, _ = resolve(pose_file, Roots.from_comfy(folder_paths), what="pose file", node="Camera Poses from File")
+    return path
 
 
 class CameraPosesPreset:
@@ -95,9 +140,29 @@ class CameraPosesPreset:
         return (poses if previous is None else append(previous, poses),)
 
 
+class CameraPathPicture:
+    DESCRIPTION = ("A small picture of the camera path (top, side and back views, relative to the first pose; blue "
+                   "= first frame, red = last) to check the poses before sampling: connect it to Preview Image.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("picture",)
+    OUTPUT_TOOLTIPS = ("One 576x192 image: arrows show where the camera looks (top, side) and its up direction "
+                       "(back view, so a roll shows).",)
+    FUNCTION = "draw"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"poses": _poses_input("The camera poses to picture.")}}
+
+    def draw(self, poses):
+        return (torch.from_numpy(camera_path_picture(poses)).float().div(255.0).unsqueeze(0),)
+
+
 class ApplyCameraCtrl:
     DESCRIPTION = ("Moves the camera along the given poses with CameraCtrl: its camera features enter the first "
-                   "temporal attention of every down and up motion module. Needs a MODEL with v3_sd15_mm.ckpt applied.")
+                   "temporal attention of every down and up motion module. Needs a MODEL with an SD1.5 motion model "
+                   "applied: v3_sd15_mm.ckpt, which CameraCtrl was trained with (another one runs, with a warning). "
+                   "With Context Windows each window gets its own frames' poses (at most 16 frames per window).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The MODEL with camera control (a clone; the input is unchanged).",)

@@ -558,3 +558,22 @@ def test_apply_camera_hands_features_to_every_down_and_up_motion_layer():
                                                              8 >> feature_level, 8 >> feature_level)
     with pytest.raises(CameraCtrlFileError, match="no motion model"):
         apply_camera(patcher, camera, P.preset(P.PAN_LEFT))
+
+
+def test_camera_path_picture_shows_where_the_camera_goes():
+    """Top view of a pan left: the last camera (red dot) is left of the first (blue ring); zoom in: above it
+    (forward is up the picture). A static camera still gives a picture (its view arrows)."""
+    from motionkit.camera.preview import PANEL, camera_path_picture
+
+    def ends(motion):
+        top = camera_path_picture(P.preset(motion, 1.0, 16))[:, :PANEL].astype(int)
+        red = np.argwhere((top[..., 0] > 200) & (top[..., 2] < 100))
+        blue = np.argwhere((top[..., 2] > 200) & (top[..., 0] < 100))
+        return red.mean(0), blue.mean(0)  # (row, column)
+
+    red, blue = ends(P.PAN_LEFT)
+    assert red[1] < blue[1] - 20 and abs(red[0] - blue[0]) < 5
+    red, blue = ends(P.ZOOM_IN)
+    assert red[0] < blue[0] - 20
+    picture = camera_path_picture(P.preset(P.STATIC, 1.0, 4))
+    assert picture.shape == (PANEL, 3 * PANEL, 3) and picture.dtype == np.uint8

@@ -19,7 +19,7 @@ from .graph import REROUTE, Graph
 from .report import CONVERTED, KEPT, NO_EQUIVALENT, NOT_CARRIED, NOTE, REMOVED, Report
 from .specs import Linked, VersionMismatch, ade_commit, ade_specs, default_of, map_widgets, motionkit_specs
 from .table import (ADE_PREFIXES, APPLIES, APPLY, BETA_SCHEDULES, CONTEXT, CONTEXT_AWARE, CONTEXT_SCHEDULES, CORE_SPECS,
-                    FEATURES, FREEINIT, FREENOISE, FUSE_METHODS, GUIDERS, I2V, KEPT_BY_PREFIX,
+                    FEATURES, FREEINIT, FREENOISE, FUSE_METHODS, NOISE_LAYER, NOISE_LAYERS, SAMPLE_SETTINGS, GUIDERS, I2V, KEPT_BY_PREFIX,
                     KEYFRAME, LABELS, LOAD, LOADERS, LORA, MOTION_WINDOWS, REGION, SAVE_FORMATS,
                     SINKS, SPARSE_KEYS, SPARSE_LOAD, SPREADS, UNSUPPORTED, VIEW_SCHEDULES)
 
@@ -474,14 +474,14 @@ class Converter:
             self.report.add(sink, NOTE, f"context options #{node['id']} kept (see above): not applied")
             return cur
         if node["type"] == "ADE_ContextExtras_Set":
-            extras = self.upstream(node, "context_extras")
-            for e in self.extras_chain(extras):
-                feature = UNSUPPORTED.get(e["type"], "context_ref")
-                self.no_equivalent(e, feature, "context extras", status=KEPT)
             self.replace(node, None)
             self.report.add(node, REMOVED, "its context options are converted; the extras are listed apart")
             inner = self.upstream(node, "context_opts")
-            return self.context(inner, cur, sink) if inner is not None else cur
+            cur = self.context(inner, cur, sink) if inner is not None else cur
+            extras = list(self.extras_chain(self.upstream(node, "context_extras")))
+            for e in reversed(extras):  # ADE's chain: prev_extras first
+                cur = self.context_extra(e, cur)
+            return cur
         if node["type"] == "ADE_ViewsOnlyContextOptions":
             view = self.upstream(node, "view_opts_req")
             if view is None:
@@ -531,6 +531,74 @@ class Converter:
             cur = self.views(view, cur, node)
         return cur
 
+    def context_extra(self, node: dict, cur: Src) -> Src:
+        """ADE's ContextRef / NaiveReuse context extras -> Context Reference / Context Naive Reuse on the MODEL."""
+        kind = node["type"]
+        feature = "naive_reuse" if kind == "ADE_ContextExtras_NaiveReuse" else "context_ref"
+        if node["id"] not in self.values or kind not in ("ADE_ContextExtras_ContextRef",
+                                                         "ADE_ContextExtras_NaiveReuse") or not self.has(feature):
+            self.no_equivalent(node, UNSUPPORTED.get(kind, feature), "context extras", status=KEPT)
+            return cur
+        v = lambda n: self.value_or_link(node, n)  # noqa: E731
+        values = {"model": cur, "start_percent": v("start_percent"), "end_percent": v("end_percent")}
+        strength = 1.0
+        mv = self.upstream(node, "strength_multival")
+        if mv is not None:
+            strength, mask = self.multival(mv, node, "strength_multival")
+            if mask is not None:
+                self.report.add(node, NOT_CARRIED, f"strength_multival's mask: {NO_EQUIVALENT} (one strength for "
+                                                   f"the whole frame)")
+            if strength is None:
+                strength = 1.0
+        for name in ("naivereuse_kf", "contextref_kf"):
+            kf = self.upstream(node, name)
+            if kf is not None:
+                self.used.add(kf["id"])
+                self.report.add(node, NOT_CARRIED, f"{name} (strength keyframes over sampling): {NO_EQUIVALENT}; "
+                                                   f"start/end_percent and one strength are carried")
+                self.report.add(kf, KEPT, f"feeds #{node['id']}'s {name}: {NO_EQUIVALENT}; kept")
+        if kind == "ADE_ContextExtras_NaiveReuse":
+            if strength not in (1, 1.0):
+                self.report.add(node, NOT_CARRIED, f"strength {strength}: {NO_EQUIVALENT} (Context Naive Reuse "
+                                                   f"has weighted_mean only)")
+            values["weighted_mean"] = v("weighted_mean")
+            target = "MotionKitContextNaiveReuse"
+        else:
+            target = "MotionKitContextRef"
+            attn = 1.0
+            tune = self.upstream(node, "contextref_tune")
+            if tune is not None and tune["id"] in self.values:
+                self.used.add(tune["id"])
+                t = lambda n: self.val(tune, n)  # noqa: E731
+                values.update(style_fidelity=t("attn_style_fidelity"), ref_weight=t("attn_ref_weight"))
+                attn = t("attn_strength")
+                if tune["type"] == "ADE_ContextExtras_ContextRef_TuneAttnAdain":
+                    self.report.add(tune, NOT_CARRIED, f"the AdaIN part (adain_*): {NO_EQUIVALENT} (attention "
+                                                       f"only)")
+                self.replace(tune, None)
+                self.report.add(tune, REMOVED, f"folded into #{node['id']}'s style_fidelity / ref_weight / strength")
+            if isinstance(strength, (int, float)) and isinstance(attn, (int, float)):
+                values["strength"] = strength * attn  # MotionKit's strength is ADE's strength times attn_strength
+            else:
+                values["strength"] = strength
+            mode = self.upstream(node, "contextref_mode")
+            if mode is not None and mode["id"] in self.values:
+                self.used.add(mode["id"])
+                m = mode["type"]
+                if m.endswith("ModeSliding"):
+                    values.update(mode="sliding", sliding_width=self.value_or_link(mode, "sliding_width"))
+                elif m.endswith("ModeIndexes"):
+                    values.update(mode="indexes", reference_frames=self.value_or_link(mode, "switch_on_idxs") or "0")
+                    if self.val(mode, "always_include_0") is False:
+                        self.report.add(mode, NOT_CARRIED, f"always_include_0 off: {NO_EQUIVALENT} (frame 0 is "
+                                                           f"always a reference in MotionKit)")
+                self.replace(mode, None)
+                self.report.add(mode, REMOVED, f"folded into #{node['id']}'s mode")
+        new = self.emit(target, values, node, reuse=True)
+        self.replace(node, None)
+        self.report.add(node, CONVERTED, f"-> #{new['id']} {target}")
+        return self.out(new)
+
     def extras_chain(self, node):
         while node is not None:
             self.used.add(node["id"])
@@ -557,35 +625,91 @@ class Converter:
 
     # ----------------------------------------------------------------------------------------- sample settings
     def sample_settings(self, node: dict, cur: Src, sink: dict) -> Src:
+        """ADE's Sample Settings: noise options and noise layers -> Sample Settings (Noise) on the MODEL chain (its
+        MODEL output takes the KSampler's seed), FreeNoise for SamplerCustomAdvanced, iteration options -> FreeInit."""
         self.used.add(node["id"])
         if node["id"] not in self.values:
             return cur
         v = lambda n: self.val(node, n)  # noqa: E731
+        has = self.has("seed_options")
+        carry = {}  # Sample Settings (Noise) values that differ from the defaults
         noise = v("noise_type")
         if noise in ("FreeNoise", "repeated_context"):
-            self.free_noise(node, sink, "shuffle_context" if noise == "FreeNoise" else "repeat_context")
+            if not self.free_noise(node, sink, "shuffle_context" if noise == "FreeNoise" else "repeat_context",
+                                   quiet=has):
+                carry["noise_type"] = noise
         elif noise not in (None, "default"):
-            self.report.add(node, NOT_CARRIED, f"noise_type {noise}: {NO_EQUIVALENT}")
+            if has:
+                carry["noise_type"] = noise
+            else:
+                self.report.add(node, NOT_CARRIED, f"noise_type {noise}: {NO_EQUIVALENT}")
         for name, default in (("seed_gen", "comfy"), ("batch_offset", 0), ("seed_offset", 0)):
             if v(name) not in (None, default):
-                self.no_equivalent(node, "seed_options", f"{name} {v(name)}")
-        if isinstance(v("seed_override"), Linked) or self.g.input_link(node, "seed_override"):
+                if has:
+                    carry[name] = self.value_or_link(node, name)
+                else:
+                    self.no_equivalent(node, "seed_options", f"{name} {v(name)}")
+        override = isinstance(v("seed_override"), Linked) or self.g.input_link(node, "seed_override")
+        if override and not has:
             self.no_equivalent(node, "seed_options", "seed_override")
         if v("adapt_denoise_steps"):
             self.report.add(node, NOT_CARRIED, f"adapt_denoise_steps: {NO_EQUIVALENT}")
         for name in ("noise_layers", "custom_cfg", "sigma_schedule", "image_inject", "ancestral_opts"):
             up = self.upstream(node, name)
-            if up is not None:
-                self.no_equivalent(node, name, name)
-                self.report.add(up, KEPT, f"feeds #{node['id']}'s {name}: {NO_EQUIVALENT}; kept")
-                self.used.add(up["id"])
+            if up is None:
+                continue
+            if name == "noise_layers" and has and self.has("noise_layers"):
+                carry["noise_layers"] = self.noise_layer(up, node)
+                continue
+            self.no_equivalent(node, name, name)
+            self.report.add(up, KEPT, f"feeds #{node['id']}'s {name}: {NO_EQUIVALENT}; kept")
+            self.used.add(up["id"])
+        if carry or override:
+            ss = self.emit(SAMPLE_SETTINGS, {"model": cur, **carry}, node, reuse=True)
+            cur = self.out(ss)
+            self.report.add(node, CONVERTED, f"-> #{ss['id']} {SAMPLE_SETTINGS} on the MODEL chain (its MODEL output "
+                                             f"uses the KSampler's seed; SamplerCustomAdvanced users: take its noise "
+                                             f"output, noise_seed set as your seed)")
+            if override:
+                self.report.add(node, NOT_CARRIED, f"seed_override from a link (an INT): MotionKit's seed_override "
+                                                   f"is text on #{ss['id']}: type the seed (or one per frame) there")
         it = self.upstream(node, "iteration_opts")
         if it is not None:
             cur = self.iterations(it, cur, node)
         self.replace(node, None)
-        self.report.add(node, REMOVED, "sample settings: folded into the chain (see the lines above for any "
-                                       "setting not carried over)")
+        if not (carry or override):
+            self.report.add(node, REMOVED, "sample settings: folded into the chain (see the lines above for any "
+                                           "setting not carried over)")
         return cur
+
+    def noise_layer(self, node: dict, at: dict) -> Src | None:
+        """ADE's Noise Layer [Add/Add Weighted/Normalized Sum/Replace] chain -> MotionKit's Noise Layer chain (the
+        same order: each node puts its layer first, as ADE's)."""
+        self.used.add(node["id"])
+        if ("layer", node["id"]) in self.done:
+            return self.done[("layer", node["id"])]
+        if node["id"] not in self.values or node["type"] not in NOISE_LAYERS:
+            self.report.add(at, NOT_CARRIED, f"noise layers from #{node['id']} {node['type']}: not converted")
+            if node["id"] in self.values:
+                self.report.add(node, KEPT, f"feeds #{at['id']}'s noise layers: not converted; kept")
+            return None
+        v = lambda n: self.value_or_link(node, n)  # noqa: E731
+        values = {n: v(n) for n in ("batch_offset", "noise_type", "seed_gen_override", "seed_offset", "noise_weight",
+                                    "balance_multiplier")}
+        values.update(application=NOISE_LAYERS[node["type"]], mask=self.src(node, "mask_optional"))
+        if node["type"] == "ADE_NoiseLayerReplace":
+            values["noise_weight"] = 1.0  # ADE's replace has no weight (MotionKit's ignores it): the neutral value
+        prev = self.upstream(node, "prev_noise_layers")
+        if prev is not None:
+            values["prev_noise_layers"] = self.noise_layer(prev, node)
+        new = self.emit(NOISE_LAYER, values, node, reuse=True)
+        self.replace(node, self.out(new))
+        self.done[("layer", node["id"])] = self.out(new)
+        self.report.add(node, CONVERTED, f"-> #{new['id']} {NOISE_LAYER} ({values['application']})")
+        if isinstance(self.val(node, "seed_override"), Linked) or self.g.input_link(node, "seed_override"):
+            self.report.add(node, NOT_CARRIED, f"seed_override from a link (an INT): MotionKit's seed_override is "
+                                               f"text on #{new['id']}: type the seed there")
+        return self.out(new)
 
     def consumers(self, nid: int, slot: int = 0, depth: int = 0) -> list[dict]:
         """The nodes taking output `slot` of node `nid`, through reroutes."""
@@ -598,9 +722,10 @@ class Converter:
                 found.append(dst)
         return found
 
-    def free_noise(self, settings: dict, sink: dict, mode: str) -> None:
+    def free_noise(self, settings: dict, sink: dict, mode: str, quiet: bool = False) -> bool:
         """ADE's FreeNoise / repeated_context noise is MotionKit's FreeNoise node, a NOISE for
-        SamplerCustomAdvanced: put in where the sink's MODEL reaches one through a guider, else reported."""
+        SamplerCustomAdvanced: put in where the sink's MODEL reaches one through a guider. Else False (reported
+        unless `quiet`: then Sample Settings (Noise) carries it, for KSampler)."""
         noise_type = self.val(settings, "noise_type")
         ctx = self.upstream(sink, "context_options")
         if ctx is not None and ctx["type"] == "ADE_ContextExtras_Set":
@@ -608,18 +733,20 @@ class Converter:
         if ctx is None:
             self.report.add(settings, NOTE, f"noise_type {noise_type} without context options: it changed nothing "
                                             f"in ADE either (not converted)")
-            return
+            return True
         length, overlap = self.val(ctx, "context_length"), self.val(ctx, "context_overlap")
         if ctx["type"] == "ADE_BatchedContextOptions":
             overlap = 0
         samplers = [s for guider in self.consumers(sink["id"]) if guider["type"] in GUIDERS
                     for s in self.consumers(guider["id"]) if s["type"] == "SamplerCustomAdvanced"]
         if not samplers or not isinstance(length, int) or not isinstance(overlap, int):
+            if quiet:
+                return False
             self.report.add(settings, NOT_CARRIED, f"noise_type {noise_type}: in MotionKit it is the noise node "
                                                    f"'FreeNoise 🎞️' (mode {mode}) for SamplerCustomAdvanced's "
                                                    f"noise input (KSampler makes its own noise): switch the sampler "
                                                    f"and add it, context_length as your Context Windows'")
-            return
+            return True
         for sampler in samplers:
             source = self.upstream(sampler, "noise")
             seed = None
@@ -641,6 +768,7 @@ class Converter:
             if source is not None:
                 self.report.add(source, NOTE, f"no longer feeds #{sampler['id']}'s noise (FreeNoise #{new['id']} "
                                               f"does)")
+        return True
 
     def iterations(self, node: dict, cur: Src, at: dict) -> Src:
         self.used.add(node["id"])

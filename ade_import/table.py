@@ -8,6 +8,9 @@ LORA, KEYFRAME, REGION, I2V = ("MotionKitLoadMotionLoRA", "MotionKitMotionKeyfra
                                "MotionKitI2VImage")
 SPARSE_LOAD, SPARSE_KEYS = "MotionKitLoadSparseCtrl", "MotionKitSparseCtrlKeyframes"
 FREENOISE = "MotionKitFreeNoise"
+SAMPLE_SETTINGS, NOISE_LAYER = "MotionKitSampleSettings", "MotionKitNoiseLayer"
+NOISE_LAYERS = {"ADE_NoiseLayerAdd": "add", "ADE_NoiseLayerAddWeighted": "add_weighted",  # ADE node -> application
+                "ADE_NoiseLayerNormalizedSum": "normalized_sum", "ADE_NoiseLayerReplace": "replace"}
 GUIDERS = ("CFGGuider", "BasicGuider", "DualCFGGuider", "PerpNegGuider")
 MOTION_WINDOWS = "MotionKitMotionWindows"  # motion-only windows = ADE's view options
 

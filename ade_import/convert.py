@@ -19,7 +19,7 @@ from .graph import REROUTE, Graph
 from .report import CONVERTED, KEPT, NO_EQUIVALENT, NOT_CARRIED, NOTE, REMOVED, Report
 from .specs import Linked, VersionMismatch, ade_commit, ade_specs, default_of, map_widgets, motionkit_specs
 from .table import (ADE_PREFIXES, APPLIES, APPLY, BETA_SCHEDULES, CONTEXT, CONTEXT_AWARE, CONTEXT_SCHEDULES, CORE_SPECS,
-                    FEATURES, FREEINIT, FREENOISE, FUSE_METHODS, NOISE_LAYER, NOISE_LAYERS, SAMPLE_SETTINGS, GUIDERS, I2V, KEPT_BY_PREFIX,
+                    FEATURES, FREEINIT, FREENOISE, FUSE_METHODS, NOISE_LAYER, NOISE_LAYERS, PIA_APPLY, PIA_PRESETS, SAMPLE_SETTINGS, GUIDERS, I2V, KEPT_BY_PREFIX,
                     KEYFRAME, LABELS, LOAD, LOADERS, LORA, MOTION_WINDOWS, REGION, SAVE_FORMATS,
                     SINKS, SPARSE_KEYS, SPARSE_LOAD, SPREADS, UNSUPPORTED, VIEW_SCHEDULES)
 
@@ -310,7 +310,8 @@ class Converter:
         if node["id"] not in self.values:
             self.report.add(node, NOTE, "kept (see above): its motion model is not in the converted chain")
             return cur
-        if node["type"] not in APPLIES:
+        pia = node["type"] == "ADE_ApplyAnimateDiffModelWithPIA" and self.has("pia")
+        if node["type"] not in APPLIES and not pia:
             feature = UNSUPPORTED.get(node["type"])
             self.no_equivalent(node, feature or "camera_ctrl", "this motion model (not applied in the converted "
                                                                "chain)", status=KEPT)
@@ -319,7 +320,48 @@ class Converter:
         if mm is None:
             self.report.add(node, KEPT, "its motion model could not be converted: kept, not in the chain")
             return cur
-        return self.apply_common(node, cur, mm, schedule, reuse=True)
+        cur = self.apply_common(node, cur, mm, schedule, reuse=True)
+        return self.pia(node, cur) if pia else cur
+
+    def pia(self, node: dict, cur: Src) -> Src:
+        """ADE's Apply AnimateDiff+PIA: after Apply Motion Model (pia.ckpt), Apply PIA Image with the image, the VAE
+        and the motion strength (ADE's paper preset by name, its batch_index as image_frame; no pia_input is ADE's
+        constant strength 1.0, values '1.0')."""
+        values = {"model": cur, "image": self.src(node, "image"), "vae": self.src(node, "vae"), "values": "1.0"}
+        pia_input = self.upstream(node, "pia_input")
+        if pia_input is not None and pia_input["id"] in self.values:
+            self.used.add(pia_input["id"])
+            folded = False
+            if pia_input["type"] == "ADE_InputPIA_PaperPresets":
+                preset = self.val(pia_input, "preset")
+                if preset in PIA_PRESETS:
+                    values.update(motion=PIA_PRESETS[preset], image_frame=self.value_or_link(pia_input, "batch_index"),
+                                  values="")
+                    folded = True
+                if self.upstream(pia_input, "mult_multival") is not None:
+                    self.report.add(pia_input, NOT_CARRIED, f"mult_multival (the preset times a value or mask): "
+                                                            f"{NO_EQUIVALENT}")
+            elif pia_input["type"] == "ADE_InputPIA_Multival":
+                mv = self.upstream(pia_input, "multival")
+                value, mask = self.multival(mv, pia_input, "multival") if mv is not None else (None, None)
+                if isinstance(value, (int, float)) and mask is None:
+                    values["values"] = str(float(value))
+                    folded = True
+                elif mask is not None:
+                    self.report.add(pia_input, NOT_CARRIED, f"a mask as PIA strength: {NO_EQUIVALENT} (one value "
+                                                            f"per frame)")
+            if folded:
+                self.replace(pia_input, None)
+                self.report.add(pia_input, REMOVED, f"folded into the motion strength of #{node['id']}'s PIA image")
+            else:
+                self.report.add(pia_input, KEPT, f"PIA input not carried: set 'motion' / 'values' of Apply PIA "
+                                                 f"Image by hand; kept")
+        if values["image"] is None or values["vae"] is None:
+            self.report.add(node, NOT_CARRIED, "image or vae not connected: connect them to Apply PIA Image")
+        new = self.emit(PIA_APPLY, values, node, offset=(0, 200))
+        self.replace(node, None)
+        self.report.add(node, CONVERTED, f"the PIA image -> #{new['id']} {PIA_APPLY}")
+        return self.out(new)
 
     def apply_common(self, node: dict, cur: Src, mm: Src, schedule: str, reuse: bool = False,
                      extra_multivals: dict | None = None) -> Src:

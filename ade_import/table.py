@@ -9,6 +9,9 @@ LORA, KEYFRAME, REGION, I2V = ("MotionKitLoadMotionLoRA", "MotionKitMotionKeyfra
 SPARSE_LOAD, SPARSE_KEYS = "MotionKitLoadSparseCtrl", "MotionKitSparseCtrlKeyframes"
 FREENOISE = "MotionKitFreeNoise"
 SAMPLE_SETTINGS, NOISE_LAYER = "MotionKitSampleSettings", "MotionKitNoiseLayer"
+PIA_APPLY = "MotionKitApplyPIAImage"
+PIA_PRESETS = {f"{kind} ({size} Motion)": f"{kind.lower()}, {size.replace('Medium', 'moderate').lower()} motion"
+               for kind in ("Animation", "Loop", "Style Transfer") for size in ("Small", "Medium", "Large")}
 NOISE_LAYERS = {"ADE_NoiseLayerAdd": "add", "ADE_NoiseLayerAddWeighted": "add_weighted",  # ADE node -> application
                 "ADE_NoiseLayerNormalizedSum": "normalized_sum", "ADE_NoiseLayerReplace": "replace"}
 GUIDERS = ("CFGGuider", "BasicGuider", "DualCFGGuider", "PerpNegGuider")

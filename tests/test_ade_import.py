@@ -503,6 +503,42 @@ def test_context_ref_sliding_with_defaults():
     assert not report.kept
 
 
+@pytest.mark.parametrize("pia_input, motion, frame, values", [
+    (None, "animation, moderate motion", 0, "1.0"),
+    ("Loop (Medium Motion)", "loop, moderate motion", -1, ""),
+    ("Style Transfer (Large Motion)", "style transfer, large motion", 3, ""),
+    ("multival", "animation, moderate motion", 0, "0.75")])
+def test_pia_becomes_apply_motion_model_and_apply_pia_image(pia_input, motion, frame, values):
+    g = UIGraph()
+    ckpt, ks = sd_base(g)
+    load, app, use, ctx = gen2(g, ckpt, ks, apply="ADE_ApplyAnimateDiffModelWithPIA", end_percent=0.9)
+    img = g.node("LoadImage", {}, ["IMAGE", "MASK"], ["cat.png", "image"])
+    g.link(img, 0, app, "image")
+    g.link(ckpt, 2, app, "vae")
+    extra = None
+    if pia_input == "multival":
+        extra = g.ade("ADE_InputPIA_Multival")
+        mv = g.ade("ADE_MultivalDynamic", float_val=0.75)
+        g.link(mv, 0, extra, "multival")
+    elif pia_input:
+        extra = g.ade("ADE_InputPIA_PaperPresets", preset=pia_input, batch_index=frame)
+    if extra:
+        g.link(extra, 0, app, "pia_input")
+    wf, report = convert(g)
+    win = next(n for n in wf["nodes"] if n["id"] == ctx)
+    p, _ = feeder(wf, win, "model")
+    assert p["type"] == "MotionKitApplyPIAImage"
+    assert widgets(wf, p) == {"motion": motion, "image_frame": frame, "values": values}
+    assert feeder(wf, p, "image")[0]["id"] == img and feeder(wf, p, "vae") == (next(
+        n for n in wf["nodes"] if n["id"] == ckpt), 2)
+    apply_node, _ = feeder(wf, p, "model")
+    assert apply_node["id"] == app and apply_node["type"] == "MotionKitApplyMotionModel"
+    assert widgets(wf, apply_node)["end_percent"] == 0.9 and feeder(wf, apply_node, "motion_model")[0]["id"] == load
+    assert CONVERTED in statuses(report, app) and not report.kept
+    if extra:
+        assert REMOVED in statuses(report, extra) and extra not in {n["id"] for n in wf["nodes"]}
+
+
 def test_freenoise_becomes_the_noise_of_sampler_custom_advanced():
     g = UIGraph()
     ckpt = g.node("CheckpointLoaderSimple", {}, ["MODEL", "CLIP", "VAE"], ["sd15.safetensors"])

@@ -19,7 +19,7 @@ from .graph import REROUTE, Graph
 from .report import CONVERTED, KEPT, NO_EQUIVALENT, NOT_CARRIED, NOTE, REMOVED, Report
 from .specs import Linked, VersionMismatch, ade_commit, ade_specs, default_of, map_widgets, motionkit_specs
 from .table import (ADE_PREFIXES, APPLIES, APPLY, BETA_SCHEDULES, CONTEXT, CONTEXT_AWARE, CONTEXT_SCHEDULES, CORE_SPECS,
-                    FEATURES, FREEINIT, FREENOISE, FUSE_METHODS, NOISE_LAYER, NOISE_LAYERS, PIA_APPLY, PIA_PRESETS, SAMPLE_SETTINGS, GUIDERS, I2V, KEPT_BY_PREFIX,
+                    FEATURES, FREEINIT, FREENOISE, FUSE_METHODS, CAMERA_APPLY, CAMERA_FILE, CAMERA_LOAD, CAMERA_PRESET, NOISE_LAYER, NOISE_LAYERS, PIA_APPLY, PIA_PRESETS, SAMPLE_SETTINGS, GUIDERS, I2V, KEPT_BY_PREFIX,
                     KEYFRAME, LABELS, LOAD, LOADERS, LORA, MOTION_WINDOWS, REGION, SAVE_FORMATS,
                     SINKS, SPARSE_KEYS, SPARSE_LOAD, SPREADS, UNSUPPORTED, VIEW_SCHEDULES)
 
@@ -286,7 +286,8 @@ class Converter:
         self.used.add(node["id"])
         if node["id"] not in self.values:
             return None  # kept, already reported
-        if node["type"] not in LOADERS:
+        camera = node["type"] == "ADE_LoadAnimateDiffModelWithCameraCtrl" and self.has("camera_ctrl")
+        if node["type"] not in LOADERS and not camera:
             feature = UNSUPPORTED.get(node["type"])
             if feature:
                 self.no_equivalent(node, feature, "this motion model loader", status=KEPT)
@@ -297,6 +298,11 @@ class Converter:
         load = self.emit(LOAD, {"model_name": self.value_or_link(node, "model_name")}, node, reuse=True)
         self.replace(node, self.out(load))
         self.report.add(node, CONVERTED, f"-> #{load['id']} {LOAD}")
+        if camera:
+            cam = self.emit(CAMERA_LOAD, {"cameractrl_name": self.value_or_link(node, "camera_ctrl")}, node,
+                            offset=(0, 140))
+            self.done[("cameractrl", node["id"])] = self.out(cam)
+            self.report.add(node, CONVERTED, f"its camera_ctrl -> #{cam['id']} {CAMERA_LOAD}")
         if self.upstream(node, "ad_settings") is not None:
             self.no_equivalent(node, "ad_settings", "ad_settings (PE / weight adjustments)")
         if node["type"] == "ADE_LoadAnimateLCMI2VModel" and self.g.out_links(node["id"], 1):
@@ -311,7 +317,8 @@ class Converter:
             self.report.add(node, NOTE, "kept (see above): its motion model is not in the converted chain")
             return cur
         pia = node["type"] == "ADE_ApplyAnimateDiffModelWithPIA" and self.has("pia")
-        if node["type"] not in APPLIES and not pia:
+        camera = node["type"] == "ADE_ApplyAnimateDiffModelWithCameraCtrl" and self.has("camera_ctrl")
+        if node["type"] not in APPLIES and not pia and not camera:
             feature = UNSUPPORTED.get(node["type"])
             self.no_equivalent(node, feature or "camera_ctrl", "this motion model (not applied in the converted "
                                                                "chain)", status=KEPT)
@@ -320,8 +327,71 @@ class Converter:
         if mm is None:
             self.report.add(node, KEPT, "its motion model could not be converted: kept, not in the chain")
             return cur
+        if camera and self.upstream(node, "motion_model")["type"] != "ADE_LoadAnimateDiffModelWithCameraCtrl":
+            self.report.add(node, KEPT, "its motion model does not come from Load AnimateDiff+CameraCtrl: kept, not "
+                                        "in the chain")
+            return cur
         cur = self.apply_common(node, cur, mm, schedule, reuse=True)
+        if camera:
+            return self.camera(node, cur)
         return self.pia(node, cur) if pia else cur
+
+    def camera(self, node: dict, cur: Src) -> Src:
+        """ADE's Apply AnimateDiff+CameraCtrl: after Apply Motion Model, Apply CameraCtrl with the CameraCtrl model
+        (from the loader), the poses, cameractrl_multival as strength, the same start/end_percent."""
+        loader = self.upstream(node, "motion_model")
+        values = {"model": cur, "cameractrl": self.done.get(("cameractrl", loader["id"])),
+                  "start_percent": self.value_or_link(node, "start_percent"),
+                  "end_percent": self.value_or_link(node, "end_percent")}
+        mv = self.upstream(node, "cameractrl_multival")
+        if mv is not None:
+            strength, mask = self.multival(mv, node, "cameractrl_multival")
+            values["strength"] = strength
+            if mask is not None:
+                self.report.add(node, NOT_CARRIED, f"cameractrl_multival's mask: {NO_EQUIVALENT} (one strength)")
+        poses = self.upstream(node, "cameractrl_poses")
+        values["poses"] = self.camera_poses(poses, node) if poses is not None else None
+        if values["poses"] is None:
+            self.report.add(node, NOT_CARRIED, f"camera poses not converted: connect poses to {CAMERA_APPLY} by hand")
+        new = self.emit(CAMERA_APPLY, values, node, offset=(0, 200))
+        self.replace(node, None)
+        self.report.add(node, CONVERTED, f"the camera -> #{new['id']} {CAMERA_APPLY}")
+        return self.out(new)
+
+    def camera_poses(self, node: dict, at: dict) -> Src | None:
+        """ADE's Camera Pose [Basic] chain -> Camera Poses (Preset) chain (same motion names, speed, frames, the
+        earlier poses first); Load CameraCtrl Poses (File) -> Camera Poses From File. The rest: reported, kept."""
+        key = ("poses", node["id"])
+        if key in self.done:
+            return self.done[key]
+        self.used.add(node["id"])
+        v = lambda n: self.value_or_link(node, n)  # noqa: E731
+        kind, new = node["type"], None
+        if node["id"] not in self.values:
+            return None
+        if kind == "ADE_CameraPoseBasic" and v("motion_type") in self.option_list(CAMERA_PRESET, "motion"):
+            prev = self.upstream(node, "prev_poses")
+            values = {"motion": v("motion_type"), "speed": v("speed"), "frames": v("frame_length"),
+                      "previous": self.camera_poses(prev, node) if prev is not None else None}
+            new = self.emit(CAMERA_PRESET, values, node, reuse=True)
+        elif kind == "ADE_LoadCameraPoses":
+            new = self.emit(CAMERA_FILE, {"pose_file": v("pose_filename")}, node, reuse=True)
+            self.report.add(node, NOTE, f"#{new['id']} reads the file from ComfyUI's input folder (ADE: its "
+                                        f"camera poses folder) with source_width/height 1280x720 "
+                                        f"(RealEstate10K's): move the file there, check the sizes")
+        if new is None:
+            self.report.add(at, NOT_CARRIED, f"poses from #{node['id']} {kind}: {NO_EQUIVALENT} in the converter "
+                                             f"(combined or edited poses): build them with Camera Poses nodes")
+            self.report.add(node, KEPT, "camera poses not converted; kept")
+            self.done[key] = None
+            return None
+        self.replace(node, self.out(new))
+        self.report.add(node, CONVERTED, f"-> #{new['id']} {new['type']}")
+        self.done[key] = self.out(new)
+        return self.done[key]
+
+    def option_list(self, kind: str, name: str) -> list:
+        return next((e.get("options") or [] for e in self.targets[kind]["inputs"] if e["name"] == name), [])
 
     def pia(self, node: dict, cur: Src) -> Src:
         """ADE's Apply AnimateDiff+PIA: after Apply Motion Model (pia.ckpt), Apply PIA Image with the image, the VAE

@@ -10,6 +10,8 @@ SPARSE_LOAD, SPARSE_KEYS = "MotionKitLoadSparseCtrl", "MotionKitSparseCtrlKeyfra
 FREENOISE = "MotionKitFreeNoise"
 SAMPLE_SETTINGS, NOISE_LAYER = "MotionKitSampleSettings", "MotionKitNoiseLayer"
 PIA_APPLY = "MotionKitApplyPIAImage"
+CAMERA_APPLY, CAMERA_LOAD = "MotionKitApplyCameraCtrl", "MotionKitLoadCameraCtrl"
+CAMERA_PRESET, CAMERA_FILE = "MotionKitCameraPosesPreset", "MotionKitCameraPosesFromFile"
 PIA_PRESETS = {f"{kind} ({size} Motion)": f"{kind.lower()}, {size.replace('Medium', 'moderate').lower()} motion"
                for kind in ("Animation", "Loop", "Style Transfer") for size in ("Small", "Medium", "Large")}
 NOISE_LAYERS = {"ADE_NoiseLayerAdd": "add", "ADE_NoiseLayerAddWeighted": "add_weighted",  # ADE node -> application

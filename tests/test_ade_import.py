@@ -539,6 +539,70 @@ def test_pia_becomes_apply_motion_model_and_apply_pia_image(pia_input, motion, f
         assert REMOVED in statuses(report, extra) and extra not in {n["id"] for n in wf["nodes"]}
 
 
+def test_cameractrl_becomes_load_apply_and_pose_presets():
+    g = UIGraph()
+    ckpt, ks = sd_base(g)
+    load = g.ade("ADE_LoadAnimateDiffModelWithCameraCtrl", model_name="v3_sd15_mm.ckpt",
+                 camera_ctrl="CameraCtrl_pruned.safetensors")
+    app = g.ade("ADE_ApplyAnimateDiffModelWithCameraCtrl", start_percent=0.05, end_percent=0.95)
+    first = g.ade("ADE_CameraPoseBasic", motion_type="Pan Left", speed=0.5, frame_length=8)
+    second = g.ade("ADE_CameraPoseBasic", motion_type="Zoom In", speed=2.0, frame_length=8)
+    strength = g.ade("ADE_MultivalDynamic", float_val=0.6)
+    use = g.ade("ADE_UseEvolvedSampling", beta_schedule="sqrt_linear (AnimateDiff)")
+    ctx = g.ade("ADE_StandardUniformContextOptions")
+    for a, b, name in ((load, app, "motion_model"), (first, second, "prev_poses"), (second, app, "cameractrl_poses"),
+                       (strength, app, "cameractrl_multival"), (app, use, "m_models"), (ckpt, use, "model"),
+                       (ctx, use, "context_options"), (use, ks, "model")):
+        g.link(a, 0, b, name)
+    wf, report = convert(g)
+    win = next(n for n in wf["nodes"] if n["id"] == ctx)
+    cam, _ = feeder(wf, win, "model")
+    assert cam["type"] == "MotionKitApplyCameraCtrl"
+    assert widgets(wf, cam) == {"strength": 0.6, "start_percent": 0.05, "end_percent": 0.95,
+                                "repeat_last_pose": False}
+    cc, _ = feeder(wf, cam, "cameractrl")
+    assert cc["type"] == "MotionKitLoadCameraCtrl" and widgets(wf, cc) == {"cameractrl_name":
+                                                                           "CameraCtrl_pruned.safetensors"}
+    p2, _ = feeder(wf, cam, "poses")
+    assert p2["id"] == second and p2["type"] == "MotionKitCameraPosesPreset"
+    assert widgets(wf, p2) == {"motion": "Zoom In", "speed": 2.0, "frames": 8, "orbit_radius": 1.5}
+    p1, _ = feeder(wf, p2, "previous")
+    assert p1["id"] == first and widgets(wf, p1)["motion"] == "Pan Left" and widgets(wf, p1)["speed"] == 0.5
+    apply_node, _ = feeder(wf, cam, "model")
+    assert apply_node["id"] == app and apply_node["type"] == "MotionKitApplyMotionModel"
+    assert widgets(wf, apply_node)["start_percent"] == 0.05
+    mm, _ = feeder(wf, apply_node, "motion_model")
+    assert mm["id"] == load and widgets(wf, mm) == {"model_name": "v3_sd15_mm.ckpt"}
+    assert not report.kept
+
+
+def test_cameractrl_combined_poses_are_reported_and_file_poses_converted():
+    g = UIGraph()
+    ckpt, ks = sd_base(g)
+    load = g.ade("ADE_LoadAnimateDiffModelWithCameraCtrl")
+    app = g.ade("ADE_ApplyAnimateDiffModelWithCameraCtrl")
+    combo = g.ade("ADE_CameraPoseCombo")
+    use = g.ade("ADE_UseEvolvedSampling")
+    for a, b, name in ((load, app, "motion_model"), (combo, app, "cameractrl_poses"), (app, use, "m_models"),
+                       (ckpt, use, "model"), (use, ks, "model")):
+        g.link(a, 0, b, name)
+    wf, report = convert(g)
+    assert KEPT in statuses(report, combo) and "connect poses to MotionKitApplyCameraCtrl by hand" in report.text()
+    g = UIGraph()
+    ckpt, ks = sd_base(g)
+    load = g.ade("ADE_LoadAnimateDiffModelWithCameraCtrl")
+    app = g.ade("ADE_ApplyAnimateDiffModelWithCameraCtrl")
+    poses = g.ade("ADE_LoadCameraPoses", pose_filename="rotate.txt")
+    use = g.ade("ADE_UseEvolvedSampling")
+    for a, b, name in ((load, app, "motion_model"), (poses, app, "cameractrl_poses"), (app, use, "m_models"),
+                       (ckpt, use, "model"), (use, ks, "model")):
+        g.link(a, 0, b, name)
+    wf, report = convert(g)
+    f = next(n for n in wf["nodes"] if n["id"] == poses)
+    assert f["type"] == "MotionKitCameraPosesFromFile" and widgets(wf, f)["pose_file"] == "rotate.txt"
+    assert not report.kept
+
+
 def test_freenoise_becomes_the_noise_of_sampler_custom_advanced():
     g = UIGraph()
     ckpt = g.node("CheckpointLoaderSimple", {}, ["MODEL", "CLIP", "VAE"], ["sd15.safetensors"])

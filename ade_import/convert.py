@@ -3,9 +3,10 @@
 ADE builds a motion model stack as side data (M_MODELS, CONTEXT_OPTIONS, SAMPLE_SETTINGS) that a sampler wrapper
 (Use Evolved Sampling, or a Gen1 loader) puts on the MODEL; MotionKit patches the MODEL directly, node after node.
 So each ADE sink becomes a MODEL chain: the sink's input model -> Apply Motion Model (one per motion model in
-ADE's stack, in ADE's order) [-> Apply AnimateLCM-I2V Image] -> Context Windows [-> Motion Windows] -> FreeInit,
-and whatever used the sink's MODEL uses the chain's end. Settings nodes (multivals, keyframes, context options,
-sample settings) fold into those nodes' widgets; what MotionKit cannot express is listed in the report, never
+ADE's stack, in ADE's order) [-> Apply AnimateLCM-I2V Image / Apply PIA Image / Apply CameraCtrl] -> Context Windows
+[-> Motion Windows] [-> Context Reference / Context Naive Reuse] [-> Sample Settings (Noise), fed by Noise Layers]
+-> FreeInit, and whatever used the sink's MODEL uses the chain's end. Settings nodes (multivals, keyframes, context
+options, sample settings) fold into those nodes' widgets; what MotionKit cannot express is listed in the report, never
 silently dropped. Other packs' nodes and core nodes are left as they are.
 
 Two phases: `plan` reads the original graph and builds the new MotionKit nodes (reusing the id and position of
@@ -18,10 +19,12 @@ from dataclasses import dataclass
 from .graph import REROUTE, Graph
 from .report import CONVERTED, KEPT, NO_EQUIVALENT, NOT_CARRIED, NOTE, REMOVED, Report
 from .specs import Linked, VersionMismatch, ade_commit, ade_specs, default_of, map_widgets, motionkit_specs
-from .table import (ADE_PREFIXES, APPLIES, APPLY, BETA_SCHEDULES, CONTEXT, CONTEXT_AWARE, CONTEXT_SCHEDULES, CORE_SPECS,
-                    FEATURES, FREEINIT, FREENOISE, FUSE_METHODS, CAMERA_APPLY, CAMERA_FILE, CAMERA_LOAD, CAMERA_PRESET, NOISE_LAYER, NOISE_LAYERS, PIA_APPLY, PIA_PRESETS, SAMPLE_SETTINGS, GUIDERS, I2V, KEPT_BY_PREFIX,
-                    KEYFRAME, LABELS, LOAD, LOADERS, LORA, MOTION_WINDOWS, REGION, SAVE_FORMATS,
-                    SINKS, SPARSE_KEYS, SPARSE_LOAD, SPREADS, UNSUPPORTED, VIEW_SCHEDULES)
+from .table import (ADE_PREFIXES, APPLIES, APPLY, BETA_SCHEDULES, CAMERA_APPLY, CAMERA_FILE, CAMERA_LOAD,
+                    CAMERA_PRESET, CONTEXT, CONTEXT_AWARE, CONTEXT_SCHEDULES, CONVERTED_FEATURES, CORE_SPECS,
+                    FEATURES, FREEINIT, FREENOISE, FUSE_METHODS, GUIDERS, I2V, KEPT_BY_PREFIX, KEYFRAME, LABELS, LOAD,
+                    LOADERS, LORA, MOTION_WINDOWS, NOISE_LAYER, NOISE_LAYERS, PIA_APPLY, PIA_PRESETS, REGION,
+                    SAMPLE_SETTINGS, SAVE_FORMATS, SINKS, SPARSE_KEYS, SPARSE_LOAD, SPREADS, UNSUPPORTED,
+                    VIEW_SCHEDULES)
 
 
 def xy(value, default: list) -> list:
@@ -64,7 +67,11 @@ class Converter:
 
     def no_equivalent(self, node: dict, feature: str, what: str, status: str = NOT_CARRIED) -> None:
         kind, name = FEATURES[feature]
-        if kind in self.targets and (name is None or self.has(feature)):
+        if kind in self.targets and (name is None or self.has(feature)) and feature in CONVERTED_FEATURES:
+            self.report.add(node, status, f"{what}: converted where it reaches a sampler through ADE's nodes "
+                                          f"({CONVERTED_FEATURES[feature]}); this one does not: convert it by hand "
+                                          f"to {kind}")
+        elif kind in self.targets and (name is None or self.has(feature)):
             self.report.add(node, status, f"{what}: convert it by hand to {kind} (not done automatically yet)")
         else:
             self.report.add(node, status, f"{what}: {NO_EQUIVALENT} ({LABELS[feature]})")

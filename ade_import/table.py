@@ -42,6 +42,15 @@ FEATURES = {
     "ancestral_opts": ("MotionKitAncestralOptions", None),
 }
 
+# FEATURES whose conversion is written: where the converter reaches them (else "convert it by hand")
+CONVERTED_FEATURES = {
+    "context_ref": "Context Extras Set in a sampler's context options",
+    "naive_reuse": "Context Extras Set in a sampler's context options",
+    "noise_layers": "a Sample Settings' noise_layers", "seed_options": "a sampler's Sample Settings",
+    "camera_ctrl": "Apply AnimateDiff+CameraCtrl in Use Evolved Sampling's m_models",
+    "pia": "Apply AnimateDiff+PIA in Use Evolved Sampling's m_models",
+}
+
 LABELS = {"view_options": "view options", "scheduled_context": "scheduled context options",
           "context_chain": "chained context options", "context_ref": "ContextRef", "naive_reuse": "NaiveReuse",
           "noise_layers": "noise layers", "seed_options": "seed options", "camera_ctrl": "CameraCtrl", "pia": "PIA",

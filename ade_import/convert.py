@@ -594,7 +594,7 @@ class Converter:
             return cur
         if node["type"] == "ADE_ContextExtras_Set":
             self.replace(node, None)
-            self.report.add(node, REMOVED, "its context options are converted; the extras are listed apart")
+            self.report.add(node, REMOVED, "its context options and extras are converted (see their lines)")
             inner = self.upstream(node, "context_opts")
             cur = self.context(inner, cur, sink) if inner is not None else cur
             extras = list(self.extras_chain(self.upstream(node, "context_extras")))

@@ -784,11 +784,32 @@ class Converter:
             self.report.add(up, KEPT, f"feeds #{node['id']}'s {name}: {NO_EQUIVALENT}; kept")
             self.used.add(up["id"])
         if carry or override:
-            ss = self.emit(SAMPLE_SETTINGS, {"model": cur, **carry}, node, reuse=True)
+            samplers = [x for guider in self.consumers(sink["id"]) if guider["type"] in GUIDERS
+                        for x in self.consumers(guider["id"]) if x["type"] == "SamplerCustomAdvanced"]
+            noisy = {d for d, name, _ in self.moves if name == "noise"}  # FreeNoise put in already
+            sources = [(x, self.upstream(x, "noise")) for x in samplers if x["id"] not in noisy]
+            seeds = [self.random_noise_seed(src) for _, src in sources]
+            ss = self.emit(SAMPLE_SETTINGS, {"model": cur, **carry, "noise_seed": seeds[0] if seeds else None}, node,
+                           reuse=True)
             cur = self.out(ss)
             self.report.add(node, CONVERTED, f"-> #{ss['id']} {SAMPLE_SETTINGS} on the MODEL chain (its MODEL output "
-                                             f"uses the KSampler's seed; SamplerCustomAdvanced users: take its noise "
-                                             f"output, noise_seed set as your seed)")
+                                             f"uses the KSampler's seed)")
+            for x in samplers:
+                if x["id"] in noisy:
+                    self.report.add(node, NOT_CARRIED, f"#{x['id']} SamplerCustomAdvanced takes its noise from the "
+                                                       f"FreeNoise node, which has no seed options: for both, set "
+                                                       f"#{ss['id']}'s noise_type to FreeNoise and connect its noise "
+                                                       f"output instead")
+            for (sampler, src), seed in zip(sources, seeds):
+                if seed != seeds[0]:
+                    self.report.add(sampler, NOTE, f"its noise seed differs from the first SamplerCustomAdvanced's: "
+                                                   f"#{ss['id']}'s noise (noise_seed {seeds[0]}) is used; add "
+                                                   f"another {SAMPLE_SETTINGS} for this one")
+                self.moves.append((sampler["id"], "noise", self.out(ss, 1)))
+                self.report.add(sampler, NOTE, f"its noise now comes from #{ss['id']} {SAMPLE_SETTINGS} (noise_seed "
+                                               f"taken from its RandomNoise)" if src is not None and
+                                src["type"] == "RandomNoise" else f"its noise now comes from #{ss['id']} "
+                                                                  f"{SAMPLE_SETTINGS}: set its noise_seed")
             if override:
                 self.report.add(node, NOT_CARRIED, f"seed_override from a link (an INT): MotionKit's seed_override "
                                                    f"is text on #{ss['id']}: type the seed (or one per frame) there")
@@ -800,6 +821,15 @@ class Converter:
             self.report.add(node, REMOVED, "sample settings: folded into the chain (see the lines above for any "
                                            "setting not carried over)")
         return cur
+
+    def random_noise_seed(self, source: dict | None):
+        """RandomNoise's noise_seed (a value, or the Src linked to it); None for another noise source."""
+        if source is None or source["type"] != "RandomNoise":
+            return None
+        linked = self.g.input_link(source, "noise_seed")
+        values = source.get("widgets_values") or [0]
+        return Src(linked[1], linked[2], linked[5]) if linked else values[0] if isinstance(values, list) \
+            else values.get("noise_seed", 0)
 
     def noise_layer(self, node: dict, at: dict) -> Src | None:
         """ADE's Noise Layer [Add/Add Weighted/Normalized Sum/Replace] chain -> MotionKit's Noise Layer chain (the

@@ -603,6 +603,37 @@ def test_cameractrl_combined_poses_are_reported_and_file_poses_converted():
     assert not report.kept
 
 
+@pytest.mark.parametrize("noise_type", ["default", "FreeNoise"])
+def test_sample_settings_noise_for_sampler_custom_advanced(noise_type):
+    """SamplerCustomAdvanced makes its noise from its NOISE input: Sample Settings' noise output goes there with
+    RandomNoise's seed (unless FreeNoise already feeds it)."""
+    g = UIGraph()
+    ckpt = g.node("CheckpointLoaderSimple", {}, ["MODEL", "CLIP", "VAE"], ["sd15.safetensors"])
+    guider = g.node("CFGGuider", {"model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING"},
+                    ["GUIDER"], [7.0])
+    noise = g.node("RandomNoise", {}, ["NOISE"], [4242, "fixed"])
+    sampler = g.node("SamplerCustomAdvanced", {"noise": "NOISE", "guider": "GUIDER", "sampler": "SAMPLER",
+                                               "sigmas": "SIGMAS", "latent_image": "LATENT"}, ["LATENT", "LATENT"])
+    load = g.ade("ADE_LoadAnimateDiffModel")
+    app = g.ade("ADE_ApplyAnimateDiffModelSimple")
+    ctx = g.ade("ADE_StandardUniformContextOptions")
+    ss = g.ade("ADE_AnimateDiffSamplingSettings", noise_type=noise_type, seed_gen="auto1111")
+    use = g.ade("ADE_UseEvolvedSampling")
+    for a, b, name in ((ckpt, use, "model"), (load, app, "motion_model"), (app, use, "m_models"),
+                       (ctx, use, "context_options"), (ss, use, "sample_settings"), (use, guider, "model"),
+                       (guider, sampler, "guider"), (noise, sampler, "noise")):
+        g.link(a, 0, b, name)
+    wf, report = convert(g)
+    s = next(n for n in wf["nodes"] if n["id"] == sampler)
+    src, slot = feeder(wf, s, "noise")
+    settings, _ = feeder(wf, next(n for n in wf["nodes"] if n["id"] == guider), "model")
+    assert settings["type"] == "MotionKitSampleSettings" and widgets(wf, settings)["seed_gen"] == "auto1111"
+    if noise_type == "default":
+        assert (src["id"], slot) == (settings["id"], 1) and widgets(wf, settings)["noise_seed"] == 4242
+    else:
+        assert src["type"] == "MotionKitFreeNoise" and "which has no seed options" in report.text()
+
+
 def test_freenoise_becomes_the_noise_of_sampler_custom_advanced():
     g = UIGraph()
     ckpt = g.node("CheckpointLoaderSimple", {}, ["MODEL", "CLIP", "VAE"], ["sd15.safetensors"])

@@ -3,9 +3,10 @@
 ADE builds a motion model stack as side data (M_MODELS, CONTEXT_OPTIONS, SAMPLE_SETTINGS) that a sampler wrapper
 (Use Evolved Sampling, or a Gen1 loader) puts on the MODEL; MotionKit patches the MODEL directly, node after node.
 So each ADE sink becomes a MODEL chain: the sink's input model -> Apply Motion Model (one per motion model in
-ADE's stack, in ADE's order) [-> Apply AnimateLCM-I2V Image] -> Context Windows [-> Motion Windows] -> FreeInit,
-and whatever used the sink's MODEL uses the chain's end. Settings nodes (multivals, keyframes, context options,
-sample settings) fold into those nodes' widgets; what MotionKit cannot express is listed in the report, never
+ADE's stack, in ADE's order) [-> Apply AnimateLCM-I2V Image / Apply PIA Image / Apply CameraCtrl] -> Context Windows
+[-> Motion Windows] [-> Context Reference / Context Naive Reuse] [-> Sample Settings (Noise), fed by Noise Layers]
+-> FreeInit, and whatever used the sink's MODEL uses the chain's end. Settings nodes (multivals, keyframes, context
+options, sample settings) fold into those nodes' widgets; what MotionKit cannot express is listed in the report, never
 silently dropped. Other packs' nodes and core nodes are left as they are.
 
 Two phases: `plan` reads the original graph and builds the new MotionKit nodes (reusing the id and position of
@@ -18,10 +19,12 @@ from dataclasses import dataclass
 from .graph import REROUTE, Graph
 from .report import CONVERTED, KEPT, NO_EQUIVALENT, NOT_CARRIED, NOTE, REMOVED, Report
 from .specs import Linked, VersionMismatch, ade_commit, ade_specs, default_of, map_widgets, motionkit_specs
-from .table import (ADE_PREFIXES, APPLIES, APPLY, BETA_SCHEDULES, CONTEXT, CONTEXT_AWARE, CONTEXT_SCHEDULES, CORE_SPECS,
-                    FEATURES, FREEINIT, FREENOISE, FUSE_METHODS, GUIDERS, I2V, KEPT_BY_PREFIX,
-                    KEYFRAME, LABELS, LOAD, LOADERS, LORA, MOTION_WINDOWS, REGION, SAVE_FORMATS,
-                    SINKS, SPARSE_KEYS, SPARSE_LOAD, SPREADS, UNSUPPORTED, VIEW_SCHEDULES)
+from .table import (ADE_PREFIXES, APPLIES, APPLY, BETA_SCHEDULES, CAMERA_APPLY, CAMERA_FILE, CAMERA_LOAD,
+                    CAMERA_PRESET, CONTEXT, CONTEXT_AWARE, CONTEXT_SCHEDULES, CONVERTED_FEATURES, CORE_SPECS,
+                    FEATURES, FREEINIT, FREENOISE, FUSE_METHODS, GUIDERS, I2V, KEPT_BY_PREFIX, KEYFRAME, LABELS, LOAD,
+                    LOADERS, LORA, MOTION_WINDOWS, NOISE_LAYER, NOISE_LAYERS, PIA_APPLY, PIA_PRESETS, REGION,
+                    SAMPLE_SETTINGS, SAVE_FORMATS, SINKS, SPARSE_KEYS, SPARSE_LOAD, SPREADS, UNSUPPORTED,
+                    VIEW_SCHEDULES)
 
 
 def xy(value, default: list) -> list:
@@ -64,7 +67,11 @@ class Converter:
 
     def no_equivalent(self, node: dict, feature: str, what: str, status: str = NOT_CARRIED) -> None:
         kind, name = FEATURES[feature]
-        if kind in self.targets and (name is None or self.has(feature)):
+        if kind in self.targets and (name is None or self.has(feature)) and feature in CONVERTED_FEATURES:
+            self.report.add(node, status, f"{what}: converted where it reaches a sampler through ADE's nodes "
+                                          f"({CONVERTED_FEATURES[feature]}); this one does not: convert it by hand "
+                                          f"to {kind}")
+        elif kind in self.targets and (name is None or self.has(feature)):
             self.report.add(node, status, f"{what}: convert it by hand to {kind} (not done automatically yet)")
         else:
             self.report.add(node, status, f"{what}: {NO_EQUIVALENT} ({LABELS[feature]})")
@@ -286,7 +293,8 @@ class Converter:
         self.used.add(node["id"])
         if node["id"] not in self.values:
             return None  # kept, already reported
-        if node["type"] not in LOADERS:
+        camera = node["type"] == "ADE_LoadAnimateDiffModelWithCameraCtrl" and self.has("camera_ctrl")
+        if node["type"] not in LOADERS and not camera:
             feature = UNSUPPORTED.get(node["type"])
             if feature:
                 self.no_equivalent(node, feature, "this motion model loader", status=KEPT)
@@ -297,6 +305,11 @@ class Converter:
         load = self.emit(LOAD, {"model_name": self.value_or_link(node, "model_name")}, node, reuse=True)
         self.replace(node, self.out(load))
         self.report.add(node, CONVERTED, f"-> #{load['id']} {LOAD}")
+        if camera:
+            cam = self.emit(CAMERA_LOAD, {"cameractrl_name": self.value_or_link(node, "camera_ctrl")}, node,
+                            offset=(0, 140))
+            self.done[("cameractrl", node["id"])] = self.out(cam)
+            self.report.add(node, CONVERTED, f"its camera_ctrl -> #{cam['id']} {CAMERA_LOAD}")
         if self.upstream(node, "ad_settings") is not None:
             self.no_equivalent(node, "ad_settings", "ad_settings (PE / weight adjustments)")
         if node["type"] == "ADE_LoadAnimateLCMI2VModel" and self.g.out_links(node["id"], 1):
@@ -310,7 +323,9 @@ class Converter:
         if node["id"] not in self.values:
             self.report.add(node, NOTE, "kept (see above): its motion model is not in the converted chain")
             return cur
-        if node["type"] not in APPLIES:
+        pia = node["type"] == "ADE_ApplyAnimateDiffModelWithPIA" and self.has("pia")
+        camera = node["type"] == "ADE_ApplyAnimateDiffModelWithCameraCtrl" and self.has("camera_ctrl")
+        if node["type"] not in APPLIES and not pia and not camera:
             feature = UNSUPPORTED.get(node["type"])
             self.no_equivalent(node, feature or "camera_ctrl", "this motion model (not applied in the converted "
                                                                "chain)", status=KEPT)
@@ -319,7 +334,111 @@ class Converter:
         if mm is None:
             self.report.add(node, KEPT, "its motion model could not be converted: kept, not in the chain")
             return cur
-        return self.apply_common(node, cur, mm, schedule, reuse=True)
+        if camera and self.upstream(node, "motion_model")["type"] != "ADE_LoadAnimateDiffModelWithCameraCtrl":
+            self.report.add(node, KEPT, "its motion model does not come from Load AnimateDiff+CameraCtrl: kept, not "
+                                        "in the chain")
+            return cur
+        cur = self.apply_common(node, cur, mm, schedule, reuse=True)
+        if camera:
+            return self.camera(node, cur)
+        return self.pia(node, cur) if pia else cur
+
+    def camera(self, node: dict, cur: Src) -> Src:
+        """ADE's Apply AnimateDiff+CameraCtrl: after Apply Motion Model, Apply CameraCtrl with the CameraCtrl model
+        (from the loader), the poses, cameractrl_multival as strength, the same start/end_percent."""
+        loader = self.upstream(node, "motion_model")
+        values = {"model": cur, "cameractrl": self.done.get(("cameractrl", loader["id"])),
+                  "start_percent": self.value_or_link(node, "start_percent"),
+                  "end_percent": self.value_or_link(node, "end_percent")}
+        mv = self.upstream(node, "cameractrl_multival")
+        if mv is not None:
+            strength, mask = self.multival(mv, node, "cameractrl_multival")
+            values["strength"] = strength
+            if mask is not None:
+                self.report.add(node, NOT_CARRIED, f"cameractrl_multival's mask: {NO_EQUIVALENT} (one strength)")
+        poses = self.upstream(node, "cameractrl_poses")
+        values["poses"] = self.camera_poses(poses, node) if poses is not None else None
+        if values["poses"] is None:
+            self.report.add(node, NOT_CARRIED, f"camera poses not converted: connect poses to {CAMERA_APPLY} by hand")
+        new = self.emit(CAMERA_APPLY, values, node, offset=(0, 200))
+        self.replace(node, None)
+        self.report.add(node, CONVERTED, f"the camera -> #{new['id']} {CAMERA_APPLY}")
+        return self.out(new)
+
+    def camera_poses(self, node: dict, at: dict) -> Src | None:
+        """ADE's Camera Pose [Basic] chain -> Camera Poses (Preset) chain (same motion names, speed, frames, the
+        earlier poses first); Load CameraCtrl Poses (File) -> Camera Poses From File. The rest: reported, kept."""
+        key = ("poses", node["id"])
+        if key in self.done:
+            return self.done[key]
+        self.used.add(node["id"])
+        v = lambda n: self.value_or_link(node, n)  # noqa: E731
+        kind, new = node["type"], None
+        if node["id"] not in self.values:
+            return None
+        if kind == "ADE_CameraPoseBasic" and v("motion_type") in self.option_list(CAMERA_PRESET, "motion"):
+            prev = self.upstream(node, "prev_poses")
+            values = {"motion": v("motion_type"), "speed": v("speed"), "frames": v("frame_length"),
+                      "previous": self.camera_poses(prev, node) if prev is not None else None}
+            new = self.emit(CAMERA_PRESET, values, node, reuse=True)
+        elif kind == "ADE_LoadCameraPoses":
+            new = self.emit(CAMERA_FILE, {"pose_file": v("pose_filename")}, node, reuse=True)
+            self.report.add(node, NOTE, f"#{new['id']} reads the file from ComfyUI's input folder (ADE: its "
+                                        f"camera poses folder) with source_width/height 1280x720 "
+                                        f"(RealEstate10K's): move the file there, check the sizes")
+        if new is None:
+            self.report.add(at, NOT_CARRIED, f"poses from #{node['id']} {kind}: {NO_EQUIVALENT} in the converter "
+                                             f"(combined or edited poses): build them with Camera Poses nodes")
+            self.report.add(node, KEPT, "camera poses not converted; kept")
+            self.done[key] = None
+            return None
+        self.replace(node, self.out(new))
+        self.report.add(node, CONVERTED, f"-> #{new['id']} {new['type']}")
+        self.done[key] = self.out(new)
+        return self.done[key]
+
+    def option_list(self, kind: str, name: str) -> list:
+        return next((e.get("options") or [] for e in self.targets[kind]["inputs"] if e["name"] == name), [])
+
+    def pia(self, node: dict, cur: Src) -> Src:
+        """ADE's Apply AnimateDiff+PIA: after Apply Motion Model (pia.ckpt), Apply PIA Image with the image, the VAE
+        and the motion strength (ADE's paper preset by name, its batch_index as image_frame; no pia_input is ADE's
+        constant strength 1.0, values '1.0')."""
+        values = {"model": cur, "image": self.src(node, "image"), "vae": self.src(node, "vae"), "values": "1.0"}
+        pia_input = self.upstream(node, "pia_input")
+        if pia_input is not None and pia_input["id"] in self.values:
+            self.used.add(pia_input["id"])
+            folded = False
+            if pia_input["type"] == "ADE_InputPIA_PaperPresets":
+                preset = self.val(pia_input, "preset")
+                if preset in PIA_PRESETS:
+                    values.update(motion=PIA_PRESETS[preset], image_frame=self.value_or_link(pia_input, "batch_index"),
+                                  values="")
+                    folded = True
+                if self.upstream(pia_input, "mult_multival") is not None:
+                    self.report.add(pia_input, NOT_CARRIED, f"mult_multival (the preset times a value or mask): "
+                                                            f"{NO_EQUIVALENT}")
+            elif pia_input["type"] == "ADE_InputPIA_Multival":
+                mv = self.upstream(pia_input, "multival")
+                value, mask = self.multival(mv, pia_input, "multival") if mv is not None else (None, None)
+                if isinstance(value, (int, float)) and mask is None:
+                    values["values"] = str(float(value))
+                    folded = True
+                elif mask is not None:
+                    self.report.add(pia_input, NOT_CARRIED, f"a mask as PIA strength: {NO_EQUIVALENT} (one value "
+                                                            f"per frame)")
+            if folded:
+                self.replace(pia_input, None)
+                self.report.add(pia_input, REMOVED, f"folded into the motion strength of #{node['id']}'s PIA image")
+            else:
+                self.report.add(pia_input, KEPT, f"PIA input not carried: set 'motion' / 'values' of Apply PIA "
+                                                 f"Image by hand; kept")
+        if values["image"] is None or values["vae"] is None:
+            self.report.add(node, NOT_CARRIED, "image or vae not connected: connect them to Apply PIA Image")
+        new = self.emit(PIA_APPLY, values, node, offset=(0, 200))
+        self.replace(node, None)
+        self.report.add(node, CONVERTED, f"the PIA image -> #{new['id']} {PIA_APPLY}")
+        return self.out(new)
 
     def apply_common(self, node: dict, cur: Src, mm: Src, schedule: str, reuse: bool = False,
                      extra_multivals: dict | None = None) -> Src:
@@ -474,14 +593,14 @@ class Converter:
             self.report.add(sink, NOTE, f"context options #{node['id']} kept (see above): not applied")
             return cur
         if node["type"] == "ADE_ContextExtras_Set":
-            extras = self.upstream(node, "context_extras")
-            for e in self.extras_chain(extras):
-                feature = UNSUPPORTED.get(e["type"], "context_ref")
-                self.no_equivalent(e, feature, "context extras", status=KEPT)
             self.replace(node, None)
-            self.report.add(node, REMOVED, "its context options are converted; the extras are listed apart")
+            self.report.add(node, REMOVED, "its context options and extras are converted (see their lines)")
             inner = self.upstream(node, "context_opts")
-            return self.context(inner, cur, sink) if inner is not None else cur
+            cur = self.context(inner, cur, sink) if inner is not None else cur
+            extras = list(self.extras_chain(self.upstream(node, "context_extras")))
+            for e in reversed(extras):  # ADE's chain: prev_extras first
+                cur = self.context_extra(e, cur)
+            return cur
         if node["type"] == "ADE_ViewsOnlyContextOptions":
             view = self.upstream(node, "view_opts_req")
             if view is None:
@@ -531,6 +650,74 @@ class Converter:
             cur = self.views(view, cur, node)
         return cur
 
+    def context_extra(self, node: dict, cur: Src) -> Src:
+        """ADE's ContextRef / NaiveReuse context extras -> Context Reference / Context Naive Reuse on the MODEL."""
+        kind = node["type"]
+        feature = "naive_reuse" if kind == "ADE_ContextExtras_NaiveReuse" else "context_ref"
+        if node["id"] not in self.values or kind not in ("ADE_ContextExtras_ContextRef",
+                                                         "ADE_ContextExtras_NaiveReuse") or not self.has(feature):
+            self.no_equivalent(node, UNSUPPORTED.get(kind, feature), "context extras", status=KEPT)
+            return cur
+        v = lambda n: self.value_or_link(node, n)  # noqa: E731
+        values = {"model": cur, "start_percent": v("start_percent"), "end_percent": v("end_percent")}
+        strength = 1.0
+        mv = self.upstream(node, "strength_multival")
+        if mv is not None:
+            strength, mask = self.multival(mv, node, "strength_multival")
+            if mask is not None:
+                self.report.add(node, NOT_CARRIED, f"strength_multival's mask: {NO_EQUIVALENT} (one strength for "
+                                                   f"the whole frame)")
+            if strength is None:
+                strength = 1.0
+        for name in ("naivereuse_kf", "contextref_kf"):
+            kf = self.upstream(node, name)
+            if kf is not None:
+                self.used.add(kf["id"])
+                self.report.add(node, NOT_CARRIED, f"{name} (strength keyframes over sampling): {NO_EQUIVALENT}; "
+                                                   f"start/end_percent and one strength are carried")
+                self.report.add(kf, KEPT, f"feeds #{node['id']}'s {name}: {NO_EQUIVALENT}; kept")
+        if kind == "ADE_ContextExtras_NaiveReuse":
+            if strength not in (1, 1.0):
+                self.report.add(node, NOT_CARRIED, f"strength {strength}: {NO_EQUIVALENT} (Context Naive Reuse "
+                                                   f"has weighted_mean only)")
+            values["weighted_mean"] = v("weighted_mean")
+            target = "MotionKitContextNaiveReuse"
+        else:
+            target = "MotionKitContextRef"
+            attn = 1.0
+            tune = self.upstream(node, "contextref_tune")
+            if tune is not None and tune["id"] in self.values:
+                self.used.add(tune["id"])
+                t = lambda n: self.val(tune, n)  # noqa: E731
+                values.update(style_fidelity=t("attn_style_fidelity"), ref_weight=t("attn_ref_weight"))
+                attn = t("attn_strength")
+                if tune["type"] == "ADE_ContextExtras_ContextRef_TuneAttnAdain":
+                    self.report.add(tune, NOT_CARRIED, f"the AdaIN part (adain_*): {NO_EQUIVALENT} (attention "
+                                                       f"only)")
+                self.replace(tune, None)
+                self.report.add(tune, REMOVED, f"folded into #{node['id']}'s style_fidelity / ref_weight / strength")
+            if isinstance(strength, (int, float)) and isinstance(attn, (int, float)):
+                values["strength"] = strength * attn  # MotionKit's strength is ADE's strength times attn_strength
+            else:
+                values["strength"] = strength
+            mode = self.upstream(node, "contextref_mode")
+            if mode is not None and mode["id"] in self.values:
+                self.used.add(mode["id"])
+                m = mode["type"]
+                if m.endswith("ModeSliding"):
+                    values.update(mode="sliding", sliding_width=self.value_or_link(mode, "sliding_width"))
+                elif m.endswith("ModeIndexes"):
+                    values.update(mode="indexes", reference_frames=self.value_or_link(mode, "switch_on_idxs") or "0")
+                    if self.val(mode, "always_include_0") is False:
+                        self.report.add(mode, NOT_CARRIED, f"always_include_0 off: {NO_EQUIVALENT} (frame 0 is "
+                                                           f"always a reference in MotionKit)")
+                self.replace(mode, None)
+                self.report.add(mode, REMOVED, f"folded into #{node['id']}'s mode")
+        new = self.emit(target, values, node, reuse=True)
+        self.replace(node, None)
+        self.report.add(node, CONVERTED, f"-> #{new['id']} {target}")
+        return self.out(new)
+
     def extras_chain(self, node):
         while node is not None:
             self.used.add(node["id"])
@@ -557,35 +744,121 @@ class Converter:
 
     # ----------------------------------------------------------------------------------------- sample settings
     def sample_settings(self, node: dict, cur: Src, sink: dict) -> Src:
+        """ADE's Sample Settings: noise options and noise layers -> Sample Settings (Noise) on the MODEL chain (its
+        MODEL output takes the KSampler's seed), FreeNoise for SamplerCustomAdvanced, iteration options -> FreeInit."""
         self.used.add(node["id"])
         if node["id"] not in self.values:
             return cur
         v = lambda n: self.val(node, n)  # noqa: E731
+        has = self.has("seed_options")
+        carry = {}  # Sample Settings (Noise) values that differ from the defaults
         noise = v("noise_type")
         if noise in ("FreeNoise", "repeated_context"):
-            self.free_noise(node, sink, "shuffle_context" if noise == "FreeNoise" else "repeat_context")
+            if not self.free_noise(node, sink, "shuffle_context" if noise == "FreeNoise" else "repeat_context",
+                                   quiet=has):
+                carry["noise_type"] = noise
         elif noise not in (None, "default"):
-            self.report.add(node, NOT_CARRIED, f"noise_type {noise}: {NO_EQUIVALENT}")
+            if has:
+                carry["noise_type"] = noise
+            else:
+                self.report.add(node, NOT_CARRIED, f"noise_type {noise}: {NO_EQUIVALENT}")
         for name, default in (("seed_gen", "comfy"), ("batch_offset", 0), ("seed_offset", 0)):
             if v(name) not in (None, default):
-                self.no_equivalent(node, "seed_options", f"{name} {v(name)}")
-        if isinstance(v("seed_override"), Linked) or self.g.input_link(node, "seed_override"):
+                if has:
+                    carry[name] = self.value_or_link(node, name)
+                else:
+                    self.no_equivalent(node, "seed_options", f"{name} {v(name)}")
+        override = isinstance(v("seed_override"), Linked) or self.g.input_link(node, "seed_override")
+        if override and not has:
             self.no_equivalent(node, "seed_options", "seed_override")
         if v("adapt_denoise_steps"):
             self.report.add(node, NOT_CARRIED, f"adapt_denoise_steps: {NO_EQUIVALENT}")
         for name in ("noise_layers", "custom_cfg", "sigma_schedule", "image_inject", "ancestral_opts"):
             up = self.upstream(node, name)
-            if up is not None:
-                self.no_equivalent(node, name, name)
-                self.report.add(up, KEPT, f"feeds #{node['id']}'s {name}: {NO_EQUIVALENT}; kept")
-                self.used.add(up["id"])
+            if up is None:
+                continue
+            if name == "noise_layers" and has and self.has("noise_layers"):
+                carry["noise_layers"] = self.noise_layer(up, node)
+                continue
+            self.no_equivalent(node, name, name)
+            self.report.add(up, KEPT, f"feeds #{node['id']}'s {name}: {NO_EQUIVALENT}; kept")
+            self.used.add(up["id"])
+        if carry or override:
+            samplers = [x for guider in self.consumers(sink["id"]) if guider["type"] in GUIDERS
+                        for x in self.consumers(guider["id"]) if x["type"] == "SamplerCustomAdvanced"]
+            noisy = {d for d, name, _ in self.moves if name == "noise"}  # FreeNoise put in already
+            sources = [(x, self.upstream(x, "noise")) for x in samplers if x["id"] not in noisy]
+            seeds = [self.random_noise_seed(src) for _, src in sources]
+            ss = self.emit(SAMPLE_SETTINGS, {"model": cur, **carry, "noise_seed": seeds[0] if seeds else None}, node,
+                           reuse=True)
+            cur = self.out(ss)
+            self.report.add(node, CONVERTED, f"-> #{ss['id']} {SAMPLE_SETTINGS} on the MODEL chain (its MODEL output "
+                                             f"uses the KSampler's seed)")
+            for x in samplers:
+                if x["id"] in noisy:
+                    self.report.add(node, NOT_CARRIED, f"#{x['id']} SamplerCustomAdvanced takes its noise from the "
+                                                       f"FreeNoise node, which has no seed options: for both, set "
+                                                       f"#{ss['id']}'s noise_type to FreeNoise and connect its noise "
+                                                       f"output instead")
+            for (sampler, src), seed in zip(sources, seeds):
+                if seed != seeds[0]:
+                    self.report.add(sampler, NOTE, f"its noise seed differs from the first SamplerCustomAdvanced's: "
+                                                   f"#{ss['id']}'s noise (noise_seed {seeds[0]}) is used; add "
+                                                   f"another {SAMPLE_SETTINGS} for this one")
+                self.moves.append((sampler["id"], "noise", self.out(ss, 1)))
+                self.report.add(sampler, NOTE, f"its noise now comes from #{ss['id']} {SAMPLE_SETTINGS} (noise_seed "
+                                               f"taken from its RandomNoise)" if src is not None and
+                                src["type"] == "RandomNoise" else f"its noise now comes from #{ss['id']} "
+                                                                  f"{SAMPLE_SETTINGS}: set its noise_seed")
+            if override:
+                self.report.add(node, NOT_CARRIED, f"seed_override from a link (an INT): MotionKit's seed_override "
+                                                   f"is text on #{ss['id']}: type the seed (or one per frame) there")
         it = self.upstream(node, "iteration_opts")
         if it is not None:
             cur = self.iterations(it, cur, node)
         self.replace(node, None)
-        self.report.add(node, REMOVED, "sample settings: folded into the chain (see the lines above for any "
-                                       "setting not carried over)")
+        if not (carry or override):
+            self.report.add(node, REMOVED, "sample settings: folded into the chain (see the lines above for any "
+                                           "setting not carried over)")
         return cur
+
+    def random_noise_seed(self, source: dict | None):
+        """RandomNoise's noise_seed (a value, or the Src linked to it); None for another noise source."""
+        if source is None or source["type"] != "RandomNoise":
+            return None
+        linked = self.g.input_link(source, "noise_seed")
+        values = source.get("widgets_values") or [0]
+        return Src(linked[1], linked[2], linked[5]) if linked else values[0] if isinstance(values, list) \
+            else values.get("noise_seed", 0)
+
+    def noise_layer(self, node: dict, at: dict) -> Src | None:
+        """ADE's Noise Layer [Add/Add Weighted/Normalized Sum/Replace] chain -> MotionKit's Noise Layer chain (the
+        same order: each node puts its layer first, as ADE's)."""
+        self.used.add(node["id"])
+        if ("layer", node["id"]) in self.done:
+            return self.done[("layer", node["id"])]
+        if node["id"] not in self.values or node["type"] not in NOISE_LAYERS:
+            self.report.add(at, NOT_CARRIED, f"noise layers from #{node['id']} {node['type']}: not converted")
+            if node["id"] in self.values:
+                self.report.add(node, KEPT, f"feeds #{at['id']}'s noise layers: not converted; kept")
+            return None
+        v = lambda n: self.value_or_link(node, n)  # noqa: E731
+        values = {n: v(n) for n in ("batch_offset", "noise_type", "seed_gen_override", "seed_offset", "noise_weight",
+                                    "balance_multiplier")}
+        values.update(application=NOISE_LAYERS[node["type"]], mask=self.src(node, "mask_optional"))
+        if node["type"] == "ADE_NoiseLayerReplace":
+            values["noise_weight"] = 1.0  # ADE's replace has no weight (MotionKit's ignores it): the neutral value
+        prev = self.upstream(node, "prev_noise_layers")
+        if prev is not None:
+            values["prev_noise_layers"] = self.noise_layer(prev, node)
+        new = self.emit(NOISE_LAYER, values, node, reuse=True)
+        self.replace(node, self.out(new))
+        self.done[("layer", node["id"])] = self.out(new)
+        self.report.add(node, CONVERTED, f"-> #{new['id']} {NOISE_LAYER} ({values['application']})")
+        if isinstance(self.val(node, "seed_override"), Linked) or self.g.input_link(node, "seed_override"):
+            self.report.add(node, NOT_CARRIED, f"seed_override from a link (an INT): MotionKit's seed_override is "
+                                               f"text on #{new['id']}: type the seed there")
+        return self.out(new)
 
     def consumers(self, nid: int, slot: int = 0, depth: int = 0) -> list[dict]:
         """The nodes taking output `slot` of node `nid`, through reroutes."""
@@ -598,9 +871,10 @@ class Converter:
                 found.append(dst)
         return found
 
-    def free_noise(self, settings: dict, sink: dict, mode: str) -> None:
+    def free_noise(self, settings: dict, sink: dict, mode: str, quiet: bool = False) -> bool:
         """ADE's FreeNoise / repeated_context noise is MotionKit's FreeNoise node, a NOISE for
-        SamplerCustomAdvanced: put in where the sink's MODEL reaches one through a guider, else reported."""
+        SamplerCustomAdvanced: put in where the sink's MODEL reaches one through a guider. Else False (reported
+        unless `quiet`: then Sample Settings (Noise) carries it, for KSampler)."""
         noise_type = self.val(settings, "noise_type")
         ctx = self.upstream(sink, "context_options")
         if ctx is not None and ctx["type"] == "ADE_ContextExtras_Set":
@@ -608,18 +882,20 @@ class Converter:
         if ctx is None:
             self.report.add(settings, NOTE, f"noise_type {noise_type} without context options: it changed nothing "
                                             f"in ADE either (not converted)")
-            return
+            return True
         length, overlap = self.val(ctx, "context_length"), self.val(ctx, "context_overlap")
         if ctx["type"] == "ADE_BatchedContextOptions":
             overlap = 0
         samplers = [s for guider in self.consumers(sink["id"]) if guider["type"] in GUIDERS
                     for s in self.consumers(guider["id"]) if s["type"] == "SamplerCustomAdvanced"]
         if not samplers or not isinstance(length, int) or not isinstance(overlap, int):
+            if quiet:
+                return False
             self.report.add(settings, NOT_CARRIED, f"noise_type {noise_type}: in MotionKit it is the noise node "
                                                    f"'FreeNoise 🎞️' (mode {mode}) for SamplerCustomAdvanced's "
                                                    f"noise input (KSampler makes its own noise): switch the sampler "
                                                    f"and add it, context_length as your Context Windows'")
-            return
+            return True
         for sampler in samplers:
             source = self.upstream(sampler, "noise")
             seed = None
@@ -641,6 +917,7 @@ class Converter:
             if source is not None:
                 self.report.add(source, NOTE, f"no longer feeds #{sampler['id']}'s noise (FreeNoise #{new['id']} "
                                               f"does)")
+        return True
 
     def iterations(self, node: dict, cur: Src, at: dict) -> Src:
         self.used.add(node["id"])

@@ -8,6 +8,14 @@ LORA, KEYFRAME, REGION, I2V = ("MotionKitLoadMotionLoRA", "MotionKitMotionKeyfra
                                "MotionKitI2VImage")
 SPARSE_LOAD, SPARSE_KEYS = "MotionKitLoadSparseCtrl", "MotionKitSparseCtrlKeyframes"
 FREENOISE = "MotionKitFreeNoise"
+SAMPLE_SETTINGS, NOISE_LAYER = "MotionKitSampleSettings", "MotionKitNoiseLayer"
+PIA_APPLY = "MotionKitApplyPIAImage"
+CAMERA_APPLY, CAMERA_LOAD = "MotionKitApplyCameraCtrl", "MotionKitLoadCameraCtrl"
+CAMERA_PRESET, CAMERA_FILE = "MotionKitCameraPosesPreset", "MotionKitCameraPosesFromFile"
+PIA_PRESETS = {f"{kind} ({size} Motion)": f"{kind.lower()}, {size.replace('Medium', 'moderate').lower()} motion"
+               for kind in ("Animation", "Loop", "Style Transfer") for size in ("Small", "Medium", "Large")}
+NOISE_LAYERS = {"ADE_NoiseLayerAdd": "add", "ADE_NoiseLayerAddWeighted": "add_weighted",  # ADE node -> application
+                "ADE_NoiseLayerNormalizedSum": "normalized_sum", "ADE_NoiseLayerReplace": "replace"}
 GUIDERS = ("CFGGuider", "BasicGuider", "DualCFGGuider", "PerpNegGuider")
 MOTION_WINDOWS = "MotionKitMotionWindows"  # motion-only windows = ADE's view options
 
@@ -32,6 +40,15 @@ FEATURES = {
     "sigma_schedule": ("MotionKitSigmaSchedule", None),     # Sample Settings: sigma_schedule
     "image_inject": ("MotionKitNoisedImageInjection", None),
     "ancestral_opts": ("MotionKitAncestralOptions", None),
+}
+
+# FEATURES whose conversion is written: where the converter reaches them (else "convert it by hand")
+CONVERTED_FEATURES = {
+    "context_ref": "Context Extras Set in a sampler's context options",
+    "naive_reuse": "Context Extras Set in a sampler's context options",
+    "noise_layers": "a Sample Settings' noise_layers", "seed_options": "a sampler's Sample Settings",
+    "camera_ctrl": "Apply AnimateDiff+CameraCtrl in Use Evolved Sampling's m_models",
+    "pia": "Apply AnimateDiff+PIA in Use Evolved Sampling's m_models",
 }
 
 LABELS = {"view_options": "view options", "scheduled_context": "scheduled context options",

@@ -375,7 +375,7 @@ def test_sample_settings_freeinit_and_reports():
     g.link(fi, 0, ss, "iteration_opts")
     g.link(layer, 0, ss, "noise_layers")
     g.link(ss, 0, use, "sample_settings")
-    wf, report = convert(g)
+    wf, report = convert(g, todays_targets())
     k = next(n for n in wf["nodes"] if n["id"] == ks)
     free, _ = feeder(wf, k, "model")
     assert free["id"] == fi and free["type"] == "MotionKitFreeInit"
@@ -386,6 +386,252 @@ def test_sample_settings_freeinit_and_reports():
                   "noise_layers"):
         assert words in text, words
     assert KEPT in statuses(report, layer)
+
+
+def test_seed_options_and_noise_layers_become_sample_settings_on_the_model_chain():
+    """ADE's seed options and Noise Layer chain -> Sample Settings (Noise) after Context Windows (KSampler keeps
+    working off its MODEL output) fed by a Noise Layer chain in ADE's order, each value by name."""
+    g = UIGraph()
+    ckpt, ks = sd_base(g)
+    load, app, use, ctx = gen2(g, ckpt, ks)
+    ss = g.ade("ADE_AnimateDiffSamplingSettings", noise_type="FreeNoise", seed_gen="auto1111", seed_offset=2,
+               batch_offset=3)
+    fi = g.ade("ADE_IterationOptsFreeInit", iterations=2)
+    first = g.ade("ADE_NoiseLayerAddWeighted", noise_weight=0.25, balance_multiplier=12.0, seed_offset=5,
+                  seed_gen_override="comfy [gpu]", noise_type="constant", batch_offset=1)
+    second = g.ade("ADE_NoiseLayerReplace", seed_offset=-7)
+    third = g.ade("ADE_NoiseLayerNormalizedSum", noise_weight=0.4)
+    mask = g.node("LoadImageMask", {}, ["MASK"], ["m.png", "alpha", "image"])
+    seed = g.node("PrimitiveInt", {}, ["INT"], [9])
+    g.link(mask, 0, second, "mask_optional")
+    g.link(seed, 0, third, "seed_override")
+    g.link(first, 0, second, "prev_noise_layers")
+    g.link(second, 0, third, "prev_noise_layers")
+    g.link(third, 0, ss, "noise_layers")
+    g.link(fi, 0, ss, "iteration_opts")
+    g.link(ss, 0, use, "sample_settings")
+    wf, report = convert(g)
+    k = next(n for n in wf["nodes"] if n["id"] == ks)
+    free, _ = feeder(wf, k, "model")
+    assert free["type"] == "MotionKitFreeInit"
+    settings, slot = feeder(wf, free, "model")
+    assert settings["id"] == ss and settings["type"] == "MotionKitSampleSettings" and slot == 0
+    assert feeder(wf, settings, "model")[0]["id"] == ctx
+    assert widgets(wf, settings) == {"noise_seed": 0, "batch_offset": 3, "noise_type": "FreeNoise",
+                                     "seed_gen": "auto1111", "seed_offset": 2, "seed_override": ""}
+    chain, node = [], feeder(wf, settings, "noise_layers")[0]
+    while node is not None:
+        chain.append(node)
+        up = feeder(wf, node, "prev_noise_layers")
+        node = up[0] if up else None
+    assert [n["id"] for n in chain] == [third, second, first]
+    assert all(n["type"] == "MotionKitNoiseLayer" for n in chain)
+    assert widgets(wf, chain[2]) == {"application": "add_weighted", "noise_weight": 0.25, "balance_multiplier": 10.0,
+                                     "seed_offset": 5, "seed_gen_override": "comfy [gpu]", "noise_type": "constant",
+                                     "batch_offset": 1, "seed_override": ""}
+    assert widgets(wf, chain[1])["application"] == "replace" and widgets(wf, chain[1])["seed_offset"] == -7
+    assert feeder(wf, chain[1], "mask")[0]["id"] == mask
+    assert widgets(wf, chain[0])["application"] == "normalized_sum" and widgets(wf, chain[0])["noise_weight"] == 0.4
+    text = report.text()
+    assert "balance_multiplier 12.0 is outside" in text and "seed_override from a link" in text
+    for nid in (ss, first, second, third):
+        assert CONVERTED in statuses(report, nid) and KEPT not in statuses(report, nid)
+    assert not report.kept
+
+
+def test_default_sample_settings_add_no_node():
+    g = UIGraph()
+    ckpt, ks = sd_base(g)
+    load, app, use, ctx = gen2(g, ckpt, ks)
+    ss = g.ade("ADE_AnimateDiffSamplingSettings")
+    g.link(ss, 0, use, "sample_settings")
+    wf, report = convert(g)
+    assert not by_type(wf, "MotionKitSampleSettings") and REMOVED in statuses(report, ss)
+
+
+def test_context_ref_and_naive_reuse_go_on_the_model_chain():
+    g = UIGraph()
+    ckpt, ks = sd_base(g)
+    load, app, use, ctx = gen2(g, ckpt, ks, context=None)
+    c = g.ade("ADE_StandardUniformContextOptions", context_length=16)
+    ref = g.ade("ADE_ContextExtras_ContextRef", start_percent=0.1, end_percent=0.3)
+    mode = g.ade("ADE_ContextExtras_ContextRef_ModeIndexes", switch_on_idxs="0, 48", always_include_0=False)
+    tune = g.ade("ADE_ContextExtras_ContextRef_TuneAttnAdain", attn_style_fidelity=0.6, attn_ref_weight=0.7,
+                 attn_strength=0.5)
+    strength = g.ade("ADE_MultivalDynamic", float_val=0.8)
+    kf = g.ade("ADE_ContextExtras_ContextRef_Keyframe")
+    reuse = g.ade("ADE_ContextExtras_NaiveReuse", weighted_mean=0.9, end_percent=0.2)
+    s = g.ade("ADE_ContextExtras_Set")
+    for a, b, name in ((mode, ref, "contextref_mode"), (tune, ref, "contextref_tune"),
+                       (strength, ref, "strength_multival"), (kf, ref, "contextref_kf"), (ref, reuse, "prev_extras"),
+                       (reuse, s, "context_extras"), (c, s, "context_opts"), (s, use, "context_options")):
+        g.link(a, 0, b, name)
+    wf, report = convert(g)
+    k = next(n for n in wf["nodes"] if n["id"] == ks)
+    nr, _ = feeder(wf, k, "model")
+    assert nr["id"] == reuse and nr["type"] == "MotionKitContextNaiveReuse"
+    assert widgets(wf, nr) == {"weighted_mean": 0.9, "start_percent": 0.0, "end_percent": 0.2}
+    cr, _ = feeder(wf, nr, "model")
+    assert cr["id"] == ref and cr["type"] == "MotionKitContextRef"
+    assert widgets(wf, cr) == {"strength": pytest.approx(0.4), "style_fidelity": 0.6, "ref_weight": 0.7,
+                               "mode": "indexes", "start_percent": 0.1, "end_percent": 0.3, "sliding_width": 2,
+                               "reference_frames": "0, 48"}
+    win, _ = feeder(wf, cr, "model")
+    assert win["id"] == c and win["type"] == "MotionKitContextWindows"
+    text = report.text()
+    for words in ("always_include_0 off", "adain", "contextref_kf"):
+        assert words in text, words
+    assert KEPT in statuses(report, kf) and kf in {n["id"] for n in wf["nodes"]}
+    assert {s, mode, tune, strength} & {n["id"] for n in wf["nodes"]} == set()
+
+
+def test_context_ref_sliding_with_defaults():
+    g = UIGraph()
+    ckpt, ks = sd_base(g)
+    load, app, use, ctx = gen2(g, ckpt, ks, context=None)
+    c = g.ade("ADE_StandardUniformContextOptions")
+    ref = g.ade("ADE_ContextExtras_ContextRef")
+    mode = g.ade("ADE_ContextExtras_ContextRef_ModeSliding", sliding_width=4)
+    s = g.ade("ADE_ContextExtras_Set")
+    for a, b, name in ((mode, ref, "contextref_mode"), (ref, s, "context_extras"), (c, s, "context_opts"),
+                       (s, use, "context_options")):
+        g.link(a, 0, b, name)
+    wf, report = convert(g)
+    cr = next(n for n in wf["nodes"] if n["id"] == ref)
+    assert widgets(wf, cr) == {"strength": 1.0, "style_fidelity": 1.0, "ref_weight": 1.0, "mode": "sliding",
+                               "start_percent": 0.0, "end_percent": 0.25, "sliding_width": 4, "reference_frames": "0"}
+    assert not report.kept
+
+
+@pytest.mark.parametrize("pia_input, motion, frame, values", [
+    (None, "animation, moderate motion", 0, "1.0"),
+    ("Loop (Medium Motion)", "loop, moderate motion", -1, ""),
+    ("Style Transfer (Large Motion)", "style transfer, large motion", 3, ""),
+    ("multival", "animation, moderate motion", 0, "0.75")])
+def test_pia_becomes_apply_motion_model_and_apply_pia_image(pia_input, motion, frame, values):
+    g = UIGraph()
+    ckpt, ks = sd_base(g)
+    load, app, use, ctx = gen2(g, ckpt, ks, apply="ADE_ApplyAnimateDiffModelWithPIA", end_percent=0.9)
+    img = g.node("LoadImage", {}, ["IMAGE", "MASK"], ["cat.png", "image"])
+    g.link(img, 0, app, "image")
+    g.link(ckpt, 2, app, "vae")
+    extra = None
+    if pia_input == "multival":
+        extra = g.ade("ADE_InputPIA_Multival")
+        mv = g.ade("ADE_MultivalDynamic", float_val=0.75)
+        g.link(mv, 0, extra, "multival")
+    elif pia_input:
+        extra = g.ade("ADE_InputPIA_PaperPresets", preset=pia_input, batch_index=frame)
+    if extra:
+        g.link(extra, 0, app, "pia_input")
+    wf, report = convert(g)
+    win = next(n for n in wf["nodes"] if n["id"] == ctx)
+    p, _ = feeder(wf, win, "model")
+    assert p["type"] == "MotionKitApplyPIAImage"
+    assert widgets(wf, p) == {"motion": motion, "image_frame": frame, "values": values}
+    assert feeder(wf, p, "image")[0]["id"] == img and feeder(wf, p, "vae") == (next(
+        n for n in wf["nodes"] if n["id"] == ckpt), 2)
+    apply_node, _ = feeder(wf, p, "model")
+    assert apply_node["id"] == app and apply_node["type"] == "MotionKitApplyMotionModel"
+    assert widgets(wf, apply_node)["end_percent"] == 0.9 and feeder(wf, apply_node, "motion_model")[0]["id"] == load
+    assert CONVERTED in statuses(report, app) and not report.kept
+    if extra:
+        assert REMOVED in statuses(report, extra) and extra not in {n["id"] for n in wf["nodes"]}
+
+
+def test_cameractrl_becomes_load_apply_and_pose_presets():
+    g = UIGraph()
+    ckpt, ks = sd_base(g)
+    load = g.ade("ADE_LoadAnimateDiffModelWithCameraCtrl", model_name="v3_sd15_mm.ckpt",
+                 camera_ctrl="CameraCtrl_pruned.safetensors")
+    app = g.ade("ADE_ApplyAnimateDiffModelWithCameraCtrl", start_percent=0.05, end_percent=0.95)
+    first = g.ade("ADE_CameraPoseBasic", motion_type="Pan Left", speed=0.5, frame_length=8)
+    second = g.ade("ADE_CameraPoseBasic", motion_type="Zoom In", speed=2.0, frame_length=8)
+    strength = g.ade("ADE_MultivalDynamic", float_val=0.6)
+    use = g.ade("ADE_UseEvolvedSampling", beta_schedule="sqrt_linear (AnimateDiff)")
+    ctx = g.ade("ADE_StandardUniformContextOptions")
+    for a, b, name in ((load, app, "motion_model"), (first, second, "prev_poses"), (second, app, "cameractrl_poses"),
+                       (strength, app, "cameractrl_multival"), (app, use, "m_models"), (ckpt, use, "model"),
+                       (ctx, use, "context_options"), (use, ks, "model")):
+        g.link(a, 0, b, name)
+    wf, report = convert(g)
+    win = next(n for n in wf["nodes"] if n["id"] == ctx)
+    cam, _ = feeder(wf, win, "model")
+    assert cam["type"] == "MotionKitApplyCameraCtrl"
+    assert widgets(wf, cam) == {"strength": 0.6, "start_percent": 0.05, "end_percent": 0.95,
+                                "repeat_last_pose": False}
+    cc, _ = feeder(wf, cam, "cameractrl")
+    assert cc["type"] == "MotionKitLoadCameraCtrl" and widgets(wf, cc) == {"cameractrl_name":
+                                                                           "CameraCtrl_pruned.safetensors"}
+    p2, _ = feeder(wf, cam, "poses")
+    assert p2["id"] == second and p2["type"] == "MotionKitCameraPosesPreset"
+    assert widgets(wf, p2) == {"motion": "Zoom In", "speed": 2.0, "frames": 8, "orbit_radius": 1.5}
+    p1, _ = feeder(wf, p2, "previous")
+    assert p1["id"] == first and widgets(wf, p1)["motion"] == "Pan Left" and widgets(wf, p1)["speed"] == 0.5
+    apply_node, _ = feeder(wf, cam, "model")
+    assert apply_node["id"] == app and apply_node["type"] == "MotionKitApplyMotionModel"
+    assert widgets(wf, apply_node)["start_percent"] == 0.05
+    mm, _ = feeder(wf, apply_node, "motion_model")
+    assert mm["id"] == load and widgets(wf, mm) == {"model_name": "v3_sd15_mm.ckpt"}
+    assert not report.kept
+
+
+def test_cameractrl_combined_poses_are_reported_and_file_poses_converted():
+    g = UIGraph()
+    ckpt, ks = sd_base(g)
+    load = g.ade("ADE_LoadAnimateDiffModelWithCameraCtrl")
+    app = g.ade("ADE_ApplyAnimateDiffModelWithCameraCtrl")
+    combo = g.ade("ADE_CameraPoseCombo")
+    use = g.ade("ADE_UseEvolvedSampling")
+    for a, b, name in ((load, app, "motion_model"), (combo, app, "cameractrl_poses"), (app, use, "m_models"),
+                       (ckpt, use, "model"), (use, ks, "model")):
+        g.link(a, 0, b, name)
+    wf, report = convert(g)
+    assert KEPT in statuses(report, combo) and "connect poses to MotionKitApplyCameraCtrl by hand" in report.text()
+    g = UIGraph()
+    ckpt, ks = sd_base(g)
+    load = g.ade("ADE_LoadAnimateDiffModelWithCameraCtrl")
+    app = g.ade("ADE_ApplyAnimateDiffModelWithCameraCtrl")
+    poses = g.ade("ADE_LoadCameraPoses", pose_filename="rotate.txt")
+    use = g.ade("ADE_UseEvolvedSampling")
+    for a, b, name in ((load, app, "motion_model"), (poses, app, "cameractrl_poses"), (app, use, "m_models"),
+                       (ckpt, use, "model"), (use, ks, "model")):
+        g.link(a, 0, b, name)
+    wf, report = convert(g)
+    f = next(n for n in wf["nodes"] if n["id"] == poses)
+    assert f["type"] == "MotionKitCameraPosesFromFile" and widgets(wf, f)["pose_file"] == "rotate.txt"
+    assert not report.kept
+
+
+@pytest.mark.parametrize("noise_type", ["default", "FreeNoise"])
+def test_sample_settings_noise_for_sampler_custom_advanced(noise_type):
+    """SamplerCustomAdvanced makes its noise from its NOISE input: Sample Settings' noise output goes there with
+    RandomNoise's seed (unless FreeNoise already feeds it)."""
+    g = UIGraph()
+    ckpt = g.node("CheckpointLoaderSimple", {}, ["MODEL", "CLIP", "VAE"], ["sd15.safetensors"])
+    guider = g.node("CFGGuider", {"model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING"},
+                    ["GUIDER"], [7.0])
+    noise = g.node("RandomNoise", {}, ["NOISE"], [4242, "fixed"])
+    sampler = g.node("SamplerCustomAdvanced", {"noise": "NOISE", "guider": "GUIDER", "sampler": "SAMPLER",
+                                               "sigmas": "SIGMAS", "latent_image": "LATENT"}, ["LATENT", "LATENT"])
+    load = g.ade("ADE_LoadAnimateDiffModel")
+    app = g.ade("ADE_ApplyAnimateDiffModelSimple")
+    ctx = g.ade("ADE_StandardUniformContextOptions")
+    ss = g.ade("ADE_AnimateDiffSamplingSettings", noise_type=noise_type, seed_gen="auto1111")
+    use = g.ade("ADE_UseEvolvedSampling")
+    for a, b, name in ((ckpt, use, "model"), (load, app, "motion_model"), (app, use, "m_models"),
+                       (ctx, use, "context_options"), (ss, use, "sample_settings"), (use, guider, "model"),
+                       (guider, sampler, "guider"), (noise, sampler, "noise")):
+        g.link(a, 0, b, name)
+    wf, report = convert(g)
+    s = next(n for n in wf["nodes"] if n["id"] == sampler)
+    src, slot = feeder(wf, s, "noise")
+    settings, _ = feeder(wf, next(n for n in wf["nodes"] if n["id"] == guider), "model")
+    assert settings["type"] == "MotionKitSampleSettings" and widgets(wf, settings)["seed_gen"] == "auto1111"
+    if noise_type == "default":
+        assert (src["id"], slot) == (settings["id"], 1) and widgets(wf, settings)["noise_seed"] == 4242
+    else:
+        assert src["type"] == "MotionKitFreeNoise" and "which has no seed options" in report.text()
 
 
 def test_freenoise_becomes_the_noise_of_sampler_custom_advanced():

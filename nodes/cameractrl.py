@@ -13,9 +13,8 @@ from ..camera.apply import apply_camera
 from ..camera.files import load_cameractrl
 from ..camera.poses import MOTIONS, ORBIT_RADIUS, SOURCE_HEIGHT, SOURCE_WIDTH, append, preset, read_pose_file
 from ..camera.preview import camera_path_picture
-from ..common.errors import MotionKitError
-from ..media.safe_paths import Roots, resolve
 from ..motion.injection import comfy_attention
+from .input_file import check_input_file, file_version, input_path
 from .model_folders import MOTION_FOLDER
 
 CATEGORY = "MotionKit/CameraCtrl"
@@ -89,28 +88,16 @@ class CameraPosesFromFile:
 
     @classmethod
     def IS_CHANGED(cls, pose_file, **_):
-        try:
-            stat = os.stat(pose_path(pose_file))
-        except (OSError, MotionKitError):
-            return ""
-        return f"{stat.st_mtime_ns}:{stat.st_size}"
+        return file_version(pose_path, pose_file)
 
     @classmethod
     def VALIDATE_INPUTS(cls, pose_file):
-        # this method takes `pose_file`, so ComfyUI skips its own "value in the list" check: confine it here
-        try:
-            path = pose_path(pose_file)
-        except MotionKitError as e:
-            return str(e)
-        if not os.path.isfile(path):
-            return f"Camera pose file not found in the input folder: {pose_file}"
-        return True
+        return check_input_file(pose_path, pose_file, "Camera pose file")
 
 
 def pose_path(pose_file: str) -> str:
     """The pose file's real path: a name in the input folder (or 'name [output]'), confined as safe_paths says."""
-    path, _ = resolve(pose_file, Roots.from_comfy(folder_paths), what="pose file", node="Camera Poses from File")
-    return path
+    return input_path(pose_file, what="pose file", node="Camera Poses from File")
 
 
 class CameraPosesPreset:

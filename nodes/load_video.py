@@ -3,9 +3,8 @@ import os
 
 import folder_paths
 
-from ..common.errors import MotionKitError
-from ..media.safe_paths import Roots, resolve
 from ..media.animation import CROP_MODES, RESIZE_METHODS, FrameSelection, read_video
+from .input_file import check_input_file, file_version, input_path
 
 
 def selection_inputs() -> dict:
@@ -71,25 +70,13 @@ class LoadVideo:
 
     @classmethod
     def IS_CHANGED(cls, video, **options):
-        try:
-            stat = os.stat(video_path(video))
-        except (OSError, MotionKitError):
-            return ""
-        return f"{stat.st_mtime_ns}:{stat.st_size}"
+        return file_version(video_path, video)
 
     @classmethod
     def VALIDATE_INPUTS(cls, video):
-        # this method takes `video`, so ComfyUI skips its own "value in the list" check: confine it here
-        try:
-            path = video_path(video)
-        except MotionKitError as e:
-            return str(e)
-        if not os.path.isfile(path):
-            return f"Video file not found in the input folder: {video}"
-        return True
+        return check_input_file(video_path, video, "Video file")
 
 
 def video_path(video: str) -> str:
     """The video's real path: a name in the input folder (or 'name [output]'), confined as safe_paths says."""
-    path, _ = resolve(video, Roots.from_comfy(folder_paths), what="video", node="Load Video Frames")
-    return path
+    return input_path(video, what="video", node="Load Video Frames")

@@ -225,3 +225,36 @@ def test_pose_file_outside_the_allowed_folders_is_refused_without_its_path(serve
             server.queue(camera(pose_file(graph(), name=name), poses="32"))
         text = json.dumps(info.value.response)
         assert "outside ComfyUI's input" in text and str(server.input_dir) not in text
+
+
+CAMERA_EXAMPLE = Path(__file__).resolve().parent.parent / "example_workflows" / "api" / "camera_pan_cameractrl_api.json"
+
+
+def camera_example(strength=1.0, motion="Pan Left"):
+    """The camera-pan example's own graph (its API twin) with the test files: 64x64, FRAMES frames, 1 step; the camera
+    path picture is kept (Preview Image), the animation saved as a latent."""
+    api = json.loads(CAMERA_EXAMPLE.read_text())
+    g = {k: {"class_type": v["class_type"], "inputs": copy.deepcopy(v["inputs"])} for k, v in api.items()}
+    g["4"]["inputs"]["ckpt_name"] = "sd15_random.safetensors"
+    g["10"]["inputs"]["model_name"] = V3
+    g["12"]["inputs"]["cameractrl_name"] = PRUNED
+    g["13"]["inputs"].update(frames=FRAMES, motion=motion)
+    g["16"]["inputs"]["strength"] = strength
+    g["5"]["inputs"].update(width=64, height=64, batch_size=FRAMES)
+    g["3"]["inputs"]["steps"] = 1
+    del g["8"]
+    g["9"] = {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "t/camera_pan"}}
+    return g
+
+
+@pytest.mark.example
+def test_camera_pan_example(server):
+    """The example as shipped, small: it runs and shows its path picture; the pan moves every frame against strength
+    0 (which is the motion model alone), and a zoom differs from the pan on every frame."""
+    res = server.run(camera_example()).raise_for_status()
+    (pan,) = res.latents("9")
+    assert res.images("15") or res.files("15", "images")
+    still = latent(server, camera_example(strength=0.0))
+    zoom = latent(server, camera_example(motion="Zoom In"))
+    assert changed_frames(pan, still) == set(range(FRAMES))
+    assert changed_frames(pan, zoom) == set(range(FRAMES))

@@ -171,3 +171,31 @@ def test_errors_are_clear_and_leave_comfyui_usable(server):
             assert phrase in res.error_message, f"{phrase!r} not in {res.error_message!r}"
     latent(server, base_graph(frames=FRAMES, seed=99))  # run the sampler again, then the first graph
     assert torch.equal(latent(server, base_graph(frames=FRAMES)), plain), "an error left ComfyUI patched"
+
+
+PIA_EXAMPLE = Path(__file__).resolve().parent.parent / "example_workflows" / "api" / "pia_image_animation_api.json"
+
+
+def pia_example(preset=None):
+    """The PIA example's own graph (its API twin) with the test files: 64x64, FRAMES frames, 1 step."""
+    api = json.loads(PIA_EXAMPLE.read_text())
+    g = {k: {"class_type": v["class_type"], "inputs": copy.deepcopy(v["inputs"])} for k, v in api.items()}
+    g["4"]["inputs"]["ckpt_name"] = "sd15_random.safetensors"
+    g["10"]["inputs"]["model_name"] = PRUNED
+    g["12"]["inputs"]["image"] = "pia_a.png"
+    if preset is not None:
+        g["16"]["inputs"]["motion"] = preset
+    g["5"]["inputs"].update(width=64, height=64, batch_size=FRAMES)
+    g["3"]["inputs"]["steps"] = 1
+    del g["8"]
+    g["9"] = {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "t/pia_example"}}
+    return g
+
+
+@pytest.mark.example
+def test_pia_example(server):
+    """The example as shipped, small: it runs, and its preset matters (another preset changes every frame)."""
+    moderate = latent(server, pia_example())
+    assert moderate.shape == (FRAMES, 4, 8, 8)
+    large = latent(server, pia_example("animation, large motion"))
+    assert changed_frames(moderate, large) == set(range(FRAMES))

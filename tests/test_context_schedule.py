@@ -19,18 +19,7 @@ import comfy_env
 from motionkit.sampling.errors import ContextWindowError
 from motionkit.sampling.scheduled_context import ContextPart, ContextPlan, ScheduledContextWindows, schedule_parts
 
-BIGMAX_TENSOR = torch.tensor(9999999999.9)
-
-
-class Sampling:
-    """percent_to_sigma as ComfyUI's ModelSamplingDiscrete shapes it: 999999999.9 at 0, 0.0 at 1, decreasing."""
-
-    def percent_to_sigma(self, percent):
-        if percent <= 0.0:
-            return 999999999.9
-        if percent >= 1.0:
-            return 0.0
-        return float(torch.tensor(14.6 * (1.0 - percent) ** 3))
+from sigma_schedule import BIGMAX_TENSOR, Sampling
 
 
 # ---------------------------------------------------------------------------------------------

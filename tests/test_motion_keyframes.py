@@ -21,18 +21,7 @@ from motionkit.motion.regional import MotionMask
 from unet_helpers import comfy, frames_input, make_module, module_weights  # noqa: F401
 
 CHANNELS, SIZE = 64, 6
-BIGMAX_TENSOR = torch.tensor(9999999999.9)
-
-
-class Sampling:
-    """percent_to_sigma as ComfyUI's ModelSamplingDiscrete shapes it: 999999999.9 at 0, 0.0 at 1, decreasing."""
-
-    def percent_to_sigma(self, percent):
-        if percent <= 0.0:
-            return 999999999.9
-        if percent >= 1.0:
-            return 0.0
-        return float(torch.tensor(14.6 * (1.0 - percent) ** 3))
+from sigma_schedule import BIGMAX_TENSOR, Sampling
 
 
 def step_sigmas(steps, first=0.0):
@@ -320,24 +309,14 @@ def test_motion_keyframe_node_explains_each_control_and_chains(comfy):
 def test_apply_motion_model_sets_start_sigmas_before_each_run_and_steps_per_call(comfy):
     """Through ComfyUI's ModelPatcher: ON_PRE_RUN puts the keyframes on the model's schedule (ADE
     initialize_timesteps) and the DIFFUSION_MODEL wrapper chooses the keyframe from each call's sigma."""
-    from comfy import model_patcher, model_sampling, samplers
+    from comfy import samplers
     from comfy.patcher_extension import CallbacksMP, WrappersMP
     import motion_files as mf
     from motionkit.motion.formats import build_motion_model, classify
     from motionkit.motion.injection import applications, apply_motion_model
-    from unet_helpers import SD15_UNET, unet
+    from unet_helpers import meta_sd15_patcher
 
-    class Base(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.diffusion_model = unet(comfy, SD15_UNET)
-            self.model_sampling = model_sampling.ModelSamplingDiscrete(SimpleNamespace(sampling_settings={}))
-
-        def get_dtype(self):
-            return torch.float32
-
-    cpu = torch.device("cpu")
-    patcher = model_patcher.ModelPatcher(Base(), load_device=cpu, offload_device=cpu, size=1)
+    patcher = meta_sd15_patcher(comfy)
     info, weights = classify(mf.v2(device="meta"), "v2.ckpt")
     keyframes = MotionKeyframes().add(MotionKeyframe(0.5, Multival(0.0)))
     m = apply_motion_model(patcher, build_motion_model(info, weights, "v2.ckpt"), info, "v2.ckpt",

@@ -22,7 +22,7 @@ from motionkit.motion.errors import MotionWindowsError, TooManyFramesError
 from motionkit.motion.injection import MotionApplication, MotionLayer, MotionSettings, check_frames
 from motionkit.motion.model import PER_FRAME
 from reference import _group_norm_5d, _layer_norm, sinusoidal
-from unet_helpers import comfy, frames_input, make_module, module_weights, unet, SD15_UNET  # noqa: F401
+from unet_helpers import comfy, frames_input, make_module, meta_sd15_patcher, module_weights  # noqa: F401
 
 CHANNELS, SIZE = 64, 3
 SAMPLE_SIGMAS = torch.tensor([14.6, 8.0, 4.1, 2.0, 0.9, 0.3, 0.0])
@@ -352,7 +352,6 @@ def test_node_stores_the_settings_and_batches_the_spatial_transformers(comfy, mo
     through model_options' transformer_options (frames that fit: unchanged; more: ADE's views), the spatial
     transformers are batched only while the clone is patched in, and windows longer than the motion model's limit
     are refused when the node runs."""
-    from comfy import model_patcher, model_sampling
     from motionkit.motion.formats import build_motion_model, classify
     from motionkit.motion.injection import apply_motion_model
     from motionkit.motion.spatial_batch import KEY as BATCH_KEY, FrameBatchedTransformer
@@ -368,17 +367,7 @@ def test_node_stores_the_settings_and_batches_the_spatial_transformers(comfy, mo
         for name, (_, opts) in types[group].items():
             assert len(opts["tooltip"]) > (40 if name == "model" else 80), name
 
-    class Base(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.diffusion_model = unet(comfy, SD15_UNET)
-            self.model_sampling = model_sampling.ModelSamplingDiscrete(SimpleNamespace(sampling_settings={}))
-
-        def get_dtype(self):
-            return torch.float32
-
-    cpu = torch.device("cpu")
-    patcher = model_patcher.ModelPatcher(Base(), load_device=cpu, offload_device=cpu, size=1)
+    patcher = meta_sd15_patcher(comfy)
     info, mm = classify(mf.v2(device="meta"), "v2.ckpt")
     animated = apply_motion_model(patcher, build_motion_model(info, mm, "v2.ckpt"), info, "v2.ckpt", MotionSettings())
     (m,) = MotionWindowsNode().apply(animated, 8, 2, "static", "flat", 4)

@@ -37,6 +37,23 @@ def unet(comfy, config):
     return comfy.UNetModel(**config, image_size=32, device="meta", operations=comfy.ops.disable_weight_init)
 
 
+def meta_sd15_patcher(comfy):
+    """A ComfyUI ModelPatcher over a meta-device SD1.5 UNet with ModelSamplingDiscrete (nothing runs on it)."""
+    from comfy import model_patcher, model_sampling
+
+    class Base(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.diffusion_model = unet(comfy, SD15_UNET)
+            self.model_sampling = model_sampling.ModelSamplingDiscrete(SimpleNamespace(sampling_settings={}))
+
+        def get_dtype(self):
+            return torch.float32
+
+    cpu = torch.device("cpu")
+    return model_patcher.ModelPatcher(Base(), load_device=cpu, offload_device=cpu, size=1)
+
+
 def snapshot(model):
     return {name: (list(m._modules.items())) for name, m in model.named_modules()}
 

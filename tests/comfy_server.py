@@ -4,6 +4,7 @@
 
     <tmp>/custom_nodes/MotionKit -> <repo root>          (the pack, symlinked)
     <tmp>/custom_nodes/motionkit_test_support -> tests/support_pack   (test-only nodes)
+    <tmp>/custom_nodes/<name> -> another pack, when asked (extra_packs: AnimateDiff-Evolved for test_ade_equal.py)
     <tmp>/models/checkpoints/sd15_random.safetensors -> cached random SD1.5
     <tmp>/models/animatediff_models/   input/   output/   user/   temp/
 
@@ -171,6 +172,7 @@ class ComfyServer:
                  pack_root: Union[str, os.PathLike, None] = REPO_ROOT,
                  pack_name: str = PACK_NAME,
                  support_pack: Union[str, os.PathLike, None] = SUPPORT_PACK,
+                 extra_packs: Optional[Dict[str, Union[str, os.PathLike]]] = None,
                  base_dir: Union[str, os.PathLike, None] = None,
                  extra_args: Sequence[str] = (),
                  python: str = sys.executable,
@@ -185,6 +187,7 @@ class ComfyServer:
         self.pack_root = Path(pack_root) if pack_root else None
         self.pack_name = pack_name
         self.support_pack = Path(support_pack) if support_pack else None
+        self.extra_packs = {n: Path(p) for n, p in (extra_packs or {}).items()}  # custom_nodes/<name> -> a pack beside ours
         self._own_base = base_dir is None
         self.base_dir = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="motionkit_comfy_"))
         self.extra_args = list(extra_args)
@@ -238,6 +241,10 @@ class ComfyServer:
             link = self.base_dir / "custom_nodes" / "motionkit_test_support"
             if not link.is_symlink():
                 link.symlink_to(self.support_pack, target_is_directory=True)
+        for name, pack in self.extra_packs.items():
+            link = self.base_dir / "custom_nodes" / name
+            if not link.is_symlink():
+                link.symlink_to(Path(os.path.abspath(pack)), target_is_directory=True)
         if self.checkpoint is not None:
             self.add_model("checkpoints", self.checkpoint_name, self.checkpoint)
 

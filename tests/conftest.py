@@ -30,6 +30,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "example: a whole example-workflow run whose parts other tests cover; left out of the default "
                    "run (pytest.ini: -m \"not example\"), run with `python -m pytest tests -m example`")
+    config.addinivalue_line(
+        "markers", "ade: runs AnimateDiff-Evolved beside MotionKit in its own ComfyUI server (tests/ade_pack.py); left "
+                   "out of the default run, run with `python -m pytest tests -m ade`")
 
 
 def pytest_report_header(config):

@@ -21,48 +21,16 @@ import torch
 
 import motion_files as mf
 from comfy_graphs import assert_nodes_explained, base, add_windows, changed_frames, latent
-from model_cache import MOTION_FILES, cached, module_server
+from cameractrl_files import ORIGINAL, PRUNED, original_file, pruned_file
+from model_cache import cached, module_server
 
 pytestmark = pytest.mark.comfyui
 
 V3 = "mm_v3_random.safetensors"
 V2 = "mm_v2_random.safetensors"
-PRUNED = "CameraCtrl_pruned_random.safetensors"
-ORIGINAL = "CameraCtrl_random.ckpt"
-KEYS = json.loads((Path(__file__).parent / "cameractrl_keys.json").read_text())
 FRAMES = 6
 NODES = ("MotionKitLoadCameraCtrl", "MotionKitCameraPosesFromFile", "MotionKitCameraPosesPreset",
          "MotionKitCameraPathPicture", "MotionKitApplyCameraCtrl")
-
-
-def random_cameractrl(seed=3) -> tuple[dict, dict]:
-    """(encoder tensors, merge tensors) of the published shapes, fp16: weights ~ 1/sqrt(fan-in), so features stay
-    of order 1 through the encoder's 3 levels; norms near 1."""
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for group in ("pose_encoder_state_dict", "attention_processor_state_dict"):
-        sd = {}
-        for key, shape in KEYS[group].items():
-            if "norm" in key and key.endswith("weight"):
-                t = 1 + 0.1 * torch.randn(shape, generator=gen)
-            elif len(shape) > 1 and not key.endswith(".pe"):
-                t = torch.randn(shape, generator=gen) / math.sqrt(math.prod(shape[1:]))
-            else:
-                t = 0.1 * torch.randn(shape, generator=gen)
-            sd[key] = t.half()
-        out.append(sd)
-    return out[0], out[1]
-
-
-def pruned_file():
-    encoder, merges = random_cameractrl()
-    return {**encoder, **merges}
-
-
-def original_file():
-    encoder, merges = random_cameractrl()
-    return {"pose_encoder_state_dict": encoder, "attention_processor_state_dict": merges, "epoch": 1,
-            "global_step": 100}
 
 
 def pose_text(frames: int, seed=0) -> str:

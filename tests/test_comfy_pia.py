@@ -17,41 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import motion_files as mf
 from comfy_graphs import base_graph, changed_frames, latent, png, with_motion
-from model_cache import cached, cached_file, module_server
+from model_cache import cached, module_server
+from pia_files import FULL, PRUNED, full, pruned
 
 pytestmark = pytest.mark.comfyui
 
-HERE = Path(__file__).resolve().parent
-PRUNED = "pia_pruned_random.safetensors"
-FULL = "pia_random.ckpt"
 PLAIN_MM = "mm_v2_random.safetensors"
 FRAMES = 6
-
-
-def pia_shapes() -> dict:
-    return {k: v for k, v in json.loads((HERE / "pia_keys.json").read_text()).items() if not k.startswith("_")}
-
-
-def pruned() -> dict:
-    """ADE's pruned layout: pia.ckpt's "temporal" keys (= AnimateDiff v3's layout, checked) and conv_in."""
-    shapes = pia_shapes()
-    sd = mf.v3(seed=21, dtype=torch.float16)
-    assert {k: list(v.shape) for k, v in sd.items()} == {k: v for k, v in shapes.items() if "temporal" in k}
-    g = torch.Generator().manual_seed(22)
-    sd["conv_in.weight"] = (torch.randn(shapes["conv_in.weight"], generator=g) / 81 ** 0.5).half()
-    sd["conv_in.bias"] = (0.02 * torch.randn(shapes["conv_in.bias"], generator=g)).half()
-    return sd
-
-
-def full() -> dict:
-    """pia.ckpt's whole flat UNet: the pruned file's tensors, every other key a zero expanded to its shape."""
-    from safetensors.torch import load_file
-    sd = load_file(str(cached_file(PRUNED, pruned)))
-    for k, shape in pia_shapes().items():
-        sd.setdefault(k, torch.zeros((), dtype=torch.float16).expand(shape))
-    return sd
 
 
 server = module_server(

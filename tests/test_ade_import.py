@@ -1163,3 +1163,20 @@ def test_server_route_converts_against_the_live_registry():
     assert status == 400 and "API-format" in reply["error"]
     status, reply = convert_request({"graph": {}})
     assert status == 400 and "workflow" in reply["error"]
+
+
+def test_converted_example_is_what_the_converter_makes_of_its_ade_source():
+    """example_workflows/converted_from_ade.json is the converter's output for tests/data/ade_txt2anim_context.json
+    (an ADE workflow built from ADE 90fb133's definitions) as it converts today: same nodes, widget values and links;
+    only positions, sizes and the description Note were added by hand."""
+    source = json.loads((REPO / "tests" / "data" / "ade_txt2anim_context.json").read_text())
+    assert any(n["type"] == "ADE_UseEvolvedSampling" for n in source["nodes"])
+    converted, report = convert_workflow(source)
+    assert not report.kept
+    example = json.loads((REPO / "example_workflows" / "converted_from_ade.json").read_text())
+
+    def essence(wf):
+        nodes = {n["id"]: (n["type"], n["widgets_values"], [(i["name"], i.get("link")) for i in n["inputs"]])
+                 for n in wf["nodes"] if n["type"] != "Note"}
+        return nodes, sorted(map(tuple, wf["links"]))
+    assert essence(example) == essence(converted)

@@ -151,7 +151,7 @@ def test_errors_are_clear_and_leave_comfyui_usable(server):
 
 
 EXAMPLES = ["long_animation_context_windows", "seamless_loop", "controlnet_per_frame", "prompt_schedule_sd15",
-            "long_animation_motion_windows"]
+            "long_animation_motion_windows", "converted_from_ade"]
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -200,3 +200,28 @@ def test_long_animation_example_with_motion_windows_and_context_reference(server
     # core's uniform windows of 16 over 24 frames at step 0: 0-15 (the reference) and 8-23; frames 0-7 lie only in the
     # reference window, which Context Reference writes but does not change
     assert changed == set(range(8, 24)), changed
+
+
+def converted_example(frames=24, windows=True):
+    """The converted-ADE example's own graph (its API twin) with the test models: 64x64, 1 step, `frames` frames in
+    its Context Windows of 16/4 (or without that node)."""
+    api = json.loads((REPO / "example_workflows" / "api" / "converted_from_ade_api.json").read_text())
+    g = {k: {"class_type": v["class_type"], "inputs": copy.deepcopy(v["inputs"])} for k, v in api.items()}
+    g["1"]["inputs"]["ckpt_name"] = "sd15_random.safetensors"
+    g["5"]["inputs"]["model_name"] = RANDOM
+    g["4"]["inputs"].update(width=64, height=64, batch_size=frames)
+    g["10"]["inputs"]["steps"] = 1
+    if not windows:
+        g["10"]["inputs"]["model"] = g.pop("8")["inputs"]["model"]
+    del g["11"], g["12"]
+    g["9"] = {"class_type": "SaveLatent", "inputs": {"samples": ["10", 0], "filename_prefix": "t/converted"}}
+    return g
+
+
+@pytest.mark.example
+def test_converted_from_ade_example(server):
+    """The example as shipped, small: it runs, and its converted context windows act (without them every frame
+    changes: 24 frames in one pass instead of windows of 16)."""
+    windowed = latent(server, converted_example())
+    assert windowed.shape == (24, 4, 8, 8)
+    assert changed_frames(windowed, latent(server, converted_example(windows=False))) == set(range(24))

@@ -98,6 +98,19 @@ def model_files(camera_pe: str = "sinusoid") -> dict:
             "cameractrl": camera, "pia": cached_file(pia.PRUNED, pia.pruned)}
 
 
+def release_free_heap() -> bool:
+    """Give the heap memory freed by earlier runs back to the system (gc, then glibc's malloc_trim), so that a run's
+    RSS rise over the RSS before it is what this run needs, not what the previous run's freed blocks happen to cover.
+    False where there is no glibc."""
+    import ctypes
+    import gc
+    gc.collect()
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0)) or True
+    except (OSError, AttributeError):
+        return False
+
+
 def limit_ade_groupnorm_pooling(comfy, ade_pkg: str) -> None:
     """Diagnostic (--ade-pool-resnet-norms-only): during a PIA run ADE's "groupnorm hack" replaces the forward of
     every GroupNorm while the UNet runs, so the spatial transformers' norms and ADE's own motion-module norms pool
@@ -281,6 +294,7 @@ def main(argv=None) -> int:
     comfy.validate(g, [outputs[v] for v in variants])
 
     def run(v, g):
+        release_free_heap()
         before_alloc = torch.cuda.memory_allocated() / 2**20 if device == "cuda" else None
         r = comfy.run(g, outputs[v])
         r["run_added_mib"] = r["peak_rss_mib"] - r["rss_before_mib"]

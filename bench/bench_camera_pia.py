@@ -1,6 +1,8 @@
 #!/usr/bin/env python
-"""CameraCtrl and PIA: seconds per step and peak memory, against plain AnimateDiff on the same UNet and against
-AnimateDiff-Evolved (ADE, commit 90fb133) running the same thing, in one ComfyUI process, with the outputs compared.
+"""CameraCtrl and PIA against plain AnimateDiff and against AnimateDiff-Evolved: seconds per step, memory, outputs.
+
+Seconds per step and peak memory of MotionKit's CameraCtrl and PIA, against plain AnimateDiff on the same UNet and
+against AnimateDiff-Evolved (ADE, commit 90fb133) running the same thing, in one ComfyUI process; outputs compared.
 
 ADE is not part of this repository; get it as bench_ade.py's docstring says and pass the folder as --ade.
 
@@ -20,22 +22,30 @@ Variants (one prompt; the same random SD1.5 checkpoint, seed, prompt and empty l
              ADE_InputPIA_PaperPresets "Animation (Medium Motion)", batch_index 0) -> ADE_UseEvolvedSampling
 
 The random files are the tests' own (tests/test_comfy_cameractrl.py, tests/test_comfy_pia.py, tests/model_cache.py:
-built from fixed seeds, cached in ~/.cache/motionkit/test_models); the image is tests/comfy_graphs.png at the
+built from fixed seeds, cached in ~/.cache/motionkit/test_models; the CameraCtrl file with the sinusoid in its
+position-encoding buffers, see model_files); the image is tests/comfy_graphs.png at the
 latent's pixel size, so neither pack resizes it (MotionKit would use Lanczos, ADE bilinear).
 
 Timing as bench_ade.py: one unmeasured warm-up run of every variant (loads every model), then rounds in alternating
 order; the median over rounds of the mean interval between the sampler's step callbacks; motion-module seconds per
 step on CPU (each pack's module forward wrapped from outside: MotionKit's MotionLayer.run, ADE's
-VanillaTemporalModule.forward; ADE's camera encoder runs outside its modules, MotionKit's at the first module).
+VanillaTemporalModule.forward; both run the camera encoder outside them, once per sampling run, and cache it).
 
 Memory (one process, so every number is of this process's memory):
 * CPU: per run, the peak RSS (VmHWM, reset through /proc/self/clear_refs just before the run) minus the RSS just
-  before it: what the sampling run adds on top of the models already resident (activations, per-run copies). Also
-  the RSS each variant's warm-up run added: the models that variant loads for the first time (order-dependent:
-  ADE and MotionKit each load their own copy of a motion file).
+  before it: what the sampling run adds on top of the models already resident (activations, per-run copies).
+  Before each run the heap freed by earlier runs is given back (gc, glibc malloc_trim), else a run's rise depends
+  on how much freed memory the run before left behind. Also the RSS each variant's warm-up run added: the models
+  that variant loads for the first time (order-dependent: ADE and MotionKit each load their own copy of a motion
+  file; the first variant also loads the checkpoint).
 * CUDA: per run, torch.cuda.max_memory_allocated (reset just before the run) and the allocated memory before it.
 
+Outputs: max|mk - ade| of the final latents of each pair per round, next to max|ade|, and how far CameraCtrl and
+PIA move MotionKit's output from plain AnimateDiff (so an agreement is not two no-ops agreeing).
+--ade-pool-resnet-norms-only is a diagnostic for the PIA pair (limit_ade_groupnorm_pooling says what it changes).
+
     flock /tmp/mk-heavy.lock python bench/bench_camera_pia.py --ade /work/scratch/ade-bench/ade --threads 2
+    flock /tmp/mk-heavy.lock python bench/bench_camera_pia.py --ade PATH --size 256 --warmup-size 64 --steps 2 --rounds 1
     python bench/bench_camera_pia.py --ade PATH --gpu       # a GPU machine: fp16, 512x512, 16 frames, 20 steps
 """
 from __future__ import annotations
@@ -106,9 +116,10 @@ def release_free_heap() -> bool:
     import gc
     gc.collect()
     try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0)) or True
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         return False
+    return True
 
 
 def limit_ade_groupnorm_pooling(comfy, ade_pkg: str) -> None:

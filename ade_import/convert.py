@@ -438,9 +438,9 @@ class Converter:
         new = self.emit(PIA_APPLY, values, node, offset=(0, 200))
         self.replace(node, None)
         self.report.add(node, CONVERTED, f"the PIA image -> #{new['id']} {PIA_APPLY}")
-        self.report.add(node, NOTE, "over more than one frame the animation differs from ADE's: ADE normalizes the "
-                                    "motion modules over all frames together, where the original PIA (and MotionKit) "
-                                    "normalizes each frame")
+        self.report.add(node, NOTE, "over more than one frame the animation differs from ADE's: for PIA, ADE pools "
+                                    "every GroupNorm over the frames, where the original PIA (and MotionKit) pools "
+                                    "only the resnet norms")
         return self.out(new)
 
     def apply_common(self, node: dict, cur: Src, mm: Src, schedule: str, reuse: bool = False,

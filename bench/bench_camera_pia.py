@@ -21,9 +21,9 @@ Variants (one prompt; the same random SD1.5 checkpoint, seed, prompt and empty l
 * ade_pia:   ADE_LoadAnimateDiffModel (the same PIA file) -> ADE_ApplyAnimateDiffModelWithPIA (the same image and VAE,
              ADE_InputPIA_PaperPresets "Animation (Medium Motion)", batch_index 0) -> ADE_UseEvolvedSampling
 
-The random files are the tests' own (tests/test_comfy_cameractrl.py, tests/test_comfy_pia.py, tests/model_cache.py:
+The random files are the tests' own (tests/cameractrl_files.py, tests/pia_files.py, tests/model_cache.py:
 built from fixed seeds, cached in ~/.cache/motionkit/test_models; the CameraCtrl file with the sinusoid in its
-position-encoding buffers, see model_files); the image is tests/comfy_graphs.png at the
+position-encoding buffers, as the published files); the image is tests/comfy_graphs.png at the
 latent's pixel size, so neither pack resizes it (MotionKit would use Lanczos, ADE bilinear).
 
 Timing as bench_ade.py: one unmeasured warm-up run of every variant (loads every model), then rounds in alternating
@@ -71,41 +71,23 @@ PIA_MK, PIA_ADE = "animation, moderate motion", "Animation (Medium Motion)"  # t
 IMAGE = "bench_pia_image.png"
 
 
-def test_module(name: str):
-    """A module of tests/ imported by path (its builders of the random files; tests/ is on sys.path)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", bm.TESTS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+V3 = "mm_v3_random.safetensors"  # as tests/test_comfy_cameractrl.py and tests/test_ade_equal.py build it
 
 
-CAMERA_SIN_PE = "CameraCtrl_pruned_random_sinpe.safetensors"
-
-
-def model_files(camera_pe: str = "sinusoid") -> dict:
-    """{role: Path} of the random test files, built from the tests' seeds when not cached yet.
-
-    The tests' CameraCtrl file holds random values in its 8 `pos_encoder.pe` buffers too. A real CameraCtrl file holds
-    the fixed sinusoid there (a persistent buffer of the original PositionalEncoding); MotionKit never reads it (it
-    makes the sinusoid itself, camera/encoder.py), ADE loads it. So by default the bench writes the tests' file with
-    the sinusoid in those buffers (every other tensor the same); camera_pe="test" uses the tests' file as it is."""
-    from model_cache import cached_file
-    cam, pia = test_module("test_comfy_cameractrl"), test_module("test_comfy_pia")
-    import motion_files as mf
+def model_files() -> dict:
+    """{role: Path} of the tests' random files (tests/cameractrl_files.py, tests/pia_files.py, tests/motion_files.py),
+    built from their seeds when not cached yet. The CameraCtrl file holds the sinusoid in its `pos_encoder.pe`
+    buffers, as real files do: ADE reads that table, MotionKit makes the sinusoid itself (camera/encoder.py)."""
     import torch
-    from reference import sinusoidal
 
-    def sinusoid_pe():
-        sd = cam.pruned_file()
-        for k, t in sd.items():
-            if k.endswith(".pe"):
-                sd[k] = sinusoidal(t.shape[1], t.shape[2])[None].to(t.dtype)
-        return sd
-    camera = (cached_file(cam.PRUNED, cam.pruned_file) if camera_pe == "test"
-              else cached_file(CAMERA_SIN_PE, sinusoid_pe))
-    return {"v3": cached_file(cam.V3, lambda: mf.v3(seed=4, dtype=torch.float16)),  # as test_comfy_cameractrl
-            "cameractrl": camera, "pia": cached_file(pia.PRUNED, pia.pruned)}
+    if str(bm.TESTS) not in sys.path:
+        sys.path.insert(0, str(bm.TESTS))
+    import motion_files as mf
+    from cameractrl_files import PRUNED as CAMERACTRL, pruned_file
+    from model_cache import cached_file
+    from pia_files import PRUNED as PIA, pruned as pia_pruned
+    return {"v3": cached_file(V3, lambda: mf.v3(seed=4, dtype=torch.float16)),
+            "cameractrl": cached_file(CAMERACTRL, pruned_file), "pia": cached_file(PIA, pia_pruned)}
 
 
 def release_free_heap() -> bool:
@@ -239,9 +221,6 @@ def main(argv=None) -> int:
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--gpu", action="store_true", help="GPU preset: cuda, fp16 (--force-fp16), 512x512, 20 steps")
     ap.add_argument("--threads", default="2", help="torch threads: a number or auto (2)")
-    ap.add_argument("--camera-pe", choices=("sinusoid", "test"), default="sinusoid",
-                    help="the CameraCtrl file's position-encoding buffers: the fixed sinusoid a real file holds "
-                         "(default), or the random values of the tests' file (ADE reads them, MotionKit does not)")
     ap.add_argument("--warmup-size", type=int, default=None,
                     help="size of the unmeasured warm-up runs (default: --size; smaller loads the models sooner)")
     ap.add_argument("--ade-pool-resnet-norms-only", action="store_true",
@@ -277,7 +256,7 @@ def main(argv=None) -> int:
     threads, threads_note = bm.choose_threads(args.threads, torch)
     checkpoint = bm.default_checkpoint(root).resolve()
     args.ckpt_name = checkpoint.name
-    files = {k: p.resolve() for k, p in model_files(args.camera_pe).items()}
+    files = {k: p.resolve() for k, p in model_files().items()}
     if len({p.parent for p in files.values()}) != 1:
         raise SystemExit(f"the random model files are in different folders: {files}")
     comfy = bm.Comfy(root, device, checkpoint, files["v3"], extra_packs=((ADE_FOLDER, ade),))

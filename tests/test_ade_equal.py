@@ -141,8 +141,9 @@ def cameractrl_pruned():
 def pia_preset():
     """PIA (ADE's pruned file) on a loaded image, style-transfer preset (mask 0.5 on the image's frame).
 
-    One frame: ADE pools every GroupNorm over the frames for PIA, the motion modules' too, where open-mmlab/PIA
-    (and MotionKit) pools only the UNet's resnet norms (MOTION_FORMATS.md §7); over one frame both are per frame,
+    One frame: ADE pools every GroupNorm over the frames for PIA (spatial transformers' and motion modules' too),
+    where open-mmlab/PIA (and MotionKit) pools only the UNet's resnet norms (MOTION_FORMATS.md §7, and
+    bench/bench_camera_pia.py --ade-pool-resnet-norms-only); over one frame both are per frame,
     so what is compared is everything else: the image latent, the mask, the widened conv_in, the schedule. Over 8
     frames the two differ by that norm (7% of the latent here); MotionKit follows the original."""
     g, ckpt, ks = sd_graph(1)

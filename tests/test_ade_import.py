@@ -535,7 +535,7 @@ def test_pia_becomes_apply_motion_model_and_apply_pia_image(pia_input, motion, f
     assert apply_node["id"] == app and apply_node["type"] == "MotionKitApplyMotionModel"
     assert widgets(wf, apply_node)["end_percent"] == 0.9 and feeder(wf, apply_node, "motion_model")[0]["id"] == load
     assert CONVERTED in statuses(report, app) and not report.kept
-    assert NOTE in statuses(report, app) and "the original PIA (and MotionKit) normalizes each frame" in report.text()
+    assert NOTE in statuses(report, app) and "the original PIA (and MotionKit) pools only the resnet norms" in report.text()
     if extra:
         assert REMOVED in statuses(report, extra) and extra not in {n["id"] for n in wf["nodes"]}
 

@@ -25,11 +25,13 @@ pytestmark = pytest.mark.comfyui
 
 PLAIN_MM = "mm_v2_random.safetensors"
 FRAMES = 6
+LORA = "v2_lora_ZoomIn.ckpt"
 
 
 server = module_server(
     {"animatediff_models": {PRUNED: cached(PRUNED, pruned), FULL: cached(FULL, full),
-                            PLAIN_MM: cached(PLAIN_MM)}},
+                            PLAIN_MM: cached(PLAIN_MM)},
+     "animatediff_motion_lora": {LORA: cached(LORA)}},
     inputs={"pia_a.png": lambda: png(80, 64),  # not the latent's size: resized and center-cropped
             "pia_b.png": lambda: png(64, 64, flip=True)})
 
@@ -115,6 +117,26 @@ def test_context_windows_give_each_window_its_frames_values(server):
     at5 = latent(server, windowed(pia_graph(preset="animation, large motion", image_frame=5, frames=8)))
     at5_values = latent(server, windowed(pia_graph(values="0.7, 0.7, 0.7, 0.7, 0.8, 1.0, 0.8, 0.7", frames=8)))
     assert torch.equal(at5, at5_values)
+
+
+def test_combines_with_a_motion_lora_and_a_prompt_schedule(server):
+    """PIA's motion modules take MotionLoRAs (pia.ckpt's temporal layers are AnimateDiff v3's), and a Prompt Schedule
+    gives its frames their own prompts: each changes every frame, and the schedule with one prompt is the plain
+    prompt (the image's conditioning is untouched by either)."""
+    plain = latent(server, pia_graph())
+    lora = pia_graph()
+    lora["20"] = {"class_type": "MotionKitLoadMotionLoRA", "inputs": {"lora_name": LORA, "strength": 1.0}}
+    lora["11"]["inputs"]["motion_lora"] = ["20", 0]
+    assert changed_frames(plain, latent(server, lora)) == all_frames()
+
+    def scheduled(text):
+        g = pia_graph()
+        g["6"] = {"class_type": "MotionKitPromptSchedule", "inputs": {
+            "clip": ["4", 1], "text": text, "frames": FRAMES, "interpolation": "hold"}}
+        return g
+    same = latent(server, scheduled("0: a cat walking"))  # base_graph's positive prompt
+    assert torch.equal(same, plain)
+    assert changed_frames(plain, latent(server, scheduled("0: a cat walking\n3: a dog running"))) == all_frames()
 
 
 def test_outside_the_motion_range_it_is_plain_sd(server):

@@ -1,6 +1,5 @@
 """CameraCtrl nodes: load CameraCtrl, make camera poses (pose file, preset, several motions mixed, chained), picture
-the camera path,
-apply the poses to a MODEL that has AnimateDiff v3 applied. The work is in camera/.
+the camera path, apply the poses to a MODEL that has AnimateDiff v3 applied. The work is in camera/.
 
 Types: CAMERACTRL (camera.encoder.CameraCtrl: the camera encoder and merge layers), CAMERA_POSES
 (camera.poses.CameraPoses: one pose per frame)."""

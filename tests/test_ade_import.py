@@ -577,7 +577,8 @@ def test_cameractrl_becomes_load_apply_and_pose_presets():
 
 
 def camera_graph(g: UIGraph, poses: int) -> int:
-    """Load / Apply AnimateDiff+CameraCtrl with `poses` as its cameractrl_poses, in Use Evolved Sampling; the apply id."""
+    """Load / Apply AnimateDiff+CameraCtrl with `poses` as its cameractrl_poses, in Use Evolved Sampling; returns
+    the apply node's id."""
     ckpt, ks = sd_base(g)
     load = g.ade("ADE_LoadAnimateDiffModelWithCameraCtrl")
     app = g.ade("ADE_ApplyAnimateDiffModelWithCameraCtrl")

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from .graph import REROUTE, Graph
 from .report import CONVERTED, KEPT, NO_EQUIVALENT, NOT_CARRIED, NOTE, REMOVED, Report
 from .specs import Linked, VersionMismatch, ade_commit, ade_specs, default_of, map_widgets, motionkit_specs
-from .table import (ADE_PREFIXES, APPLIES, APPLY, BETA_SCHEDULES, CAMERA_APPLY, CAMERA_FILE, CAMERA_LOAD,
-                    CAMERA_PRESET, CONTEXT, CONTEXT_AWARE, CONTEXT_SCHEDULES, CONVERTED_FEATURES, CORE_SPECS,
+from .table import (ADE_PREFIXES, APPLIES, APPLY, BETA_SCHEDULES, CAMERA_APPLY, CAMERA_COMBO_SLOTS, CAMERA_COMBOS,
+                    CAMERA_FILE, CAMERA_LOAD, CAMERA_MIX, CAMERA_PRESET, CONTEXT, CONTEXT_AWARE, CONTEXT_SCHEDULES,
+                    CONVERTED_FEATURES, CORE_SPECS,
                     FEATURES, FREEINIT, FREENOISE, FUSE_METHODS, GUIDERS, I2V, KEPT_BY_PREFIX, KEYFRAME, LABELS, LOAD,
                     LOADERS, LORA, MOTION_WINDOWS, NOISE_LAYER, NOISE_LAYERS, PIA_APPLY, PIA_PRESETS, REGION,
                     SAMPLE_SETTINGS, SAVE_FORMATS, SINKS, SPARSE_KEYS, SPARSE_LOAD, SPREADS, UNSUPPORTED,
@@ -367,7 +368,8 @@ class Converter:
 
     def camera_poses(self, node: dict, at: dict) -> Src | None:
         """ADE's Camera Pose [Basic] chain -> Camera Poses (Preset) chain (same motion names, speed, frames, the
-        earlier poses first); Load CameraCtrl Poses (File) -> Camera Poses From File. The rest: reported, kept."""
+        earlier poses first); Camera Poses (Combo) / (Adv.) -> Camera Poses Mix (same chaining); Load CameraCtrl
+        Poses (File) -> Camera Poses From File. The rest: reported, kept."""
         key = ("poses", node["id"])
         if key in self.done:
             return self.done[key]
@@ -381,6 +383,17 @@ class Converter:
             values = {"motion": v("motion_type"), "speed": v("speed"), "frames": v("frame_length"),
                       "previous": self.camera_poses(prev, node) if prev is not None else None}
             new = self.emit(CAMERA_PRESET, values, node, reuse=True)
+        elif kind in CAMERA_COMBOS and CAMERA_MIX in self.targets:
+            pairs = self.camera_mix_pairs(node, at)
+            if pairs is None:
+                self.done[key] = None
+                return None
+            prev = self.upstream(node, "prev_poses")
+            values = {"speed": v("speed"), "frames": v("frame_length"),
+                      "previous": self.camera_poses(prev, node) if prev is not None else None}
+            for i, (motion, strength) in enumerate(pairs + [("Static", 1.0)] * (self.mix_slots() - len(pairs)), 1):
+                values.update({f"motion_{i}": motion, f"strength_{i}": strength})
+            new = self.emit(CAMERA_MIX, values, node, reuse=True)
         elif kind == "ADE_LoadCameraPoses":
             new = self.emit(CAMERA_FILE, {"pose_file": v("pose_filename")}, node, reuse=True)
             self.report.add(node, NOTE, f"#{new['id']} reads the file from ComfyUI's input folder (ADE: its "
@@ -396,6 +409,39 @@ class Converter:
         self.report.add(node, CONVERTED, f"-> #{new['id']} {new['type']}")
         self.done[key] = self.out(new)
         return self.done[key]
+
+    def mix_slots(self) -> int:
+        return sum(e["name"].startswith("motion_") for e in self.targets[CAMERA_MIX]["inputs"])
+
+    def camera_mix_pairs(self, node: dict, at: dict) -> list | None:
+        """ADE's 6 (motion, strength) of a Combo (strength 1) / Adv. node as Camera Poses Mix's pairs: Static and
+        strength 0 dropped (they add nothing), one motion twice is one pair with the strengths added (the motions add
+        up, so the poses are the same). More different motions than the node's slots: reported, None."""
+        pairs, options = [], self.option_list(CAMERA_MIX, "motion_1")
+        for i in range(1, CAMERA_COMBO_SLOTS + 1):
+            motion = self.value_or_link(node, f"motion_type{i}")
+            strength = self.value_or_link(node, f"strength{i}") if CAMERA_COMBOS[node["type"]] else 1.0
+            if motion == "Static" or strength == 0:
+                continue
+            if isinstance(motion, str) and motion not in options:
+                self.report.add(at, NOT_CARRIED, f"poses from #{node['id']}: its motion '{motion}' is not one of "
+                                                 f"{CAMERA_MIX}'s motions: build them with Camera Poses nodes")
+                self.report.add(node, KEPT, "camera poses not converted; kept")
+                return None
+            same = next((j for j, (m, s) in enumerate(pairs) if isinstance(motion, str) and m == motion
+                         and not isinstance(s, Src) and not isinstance(strength, Src)), None)
+            if same is None:
+                pairs.append((motion, strength))
+            else:
+                pairs[same] = (motion, pairs[same][1] + strength)
+                self.report.add(node, NOTE, f"'{motion}' is chosen more than once: one slot with the strengths "
+                                            f"added ({pairs[same][1]:g}), the same poses")
+        if len(pairs) > self.mix_slots():
+            self.report.add(at, NOT_CARRIED, f"poses from #{node['id']}: it mixes {len(pairs)} different motions, "
+                                             f"{CAMERA_MIX} takes {self.mix_slots()}: build them by hand with fewer")
+            self.report.add(node, KEPT, "camera poses not converted; kept")
+            return None
+        return pairs
 
     def option_list(self, kind: str, name: str) -> list:
         return next((e.get("options") or [] for e in self.targets[kind]["inputs"] if e["name"] == name), [])

@@ -12,6 +12,10 @@ SAMPLE_SETTINGS, NOISE_LAYER = "MotionKitSampleSettings", "MotionKitNoiseLayer"
 PIA_APPLY = "MotionKitApplyPIAImage"
 CAMERA_APPLY, CAMERA_LOAD = "MotionKitApplyCameraCtrl", "MotionKitLoadCameraCtrl"
 CAMERA_PRESET, CAMERA_FILE = "MotionKitCameraPosesPreset", "MotionKitCameraPosesFromFile"
+CAMERA_MIX = "MotionKitCameraPosesMix"
+# ADE's mixed camera motions (6 motions; Combo: each at strength 1) -> Camera Poses Mix's (motion, strength) slots
+CAMERA_COMBOS = {"ADE_CameraPoseCombo": False, "ADE_CameraPoseAdvanced": True}  # node -> has strengths
+CAMERA_COMBO_SLOTS = 6
 PIA_PRESETS = {f"{kind} ({size} Motion)": f"{kind.lower()}, {size.replace('Medium', 'moderate').lower()} motion"
                for kind in ("Animation", "Loop", "Style Transfer") for size in ("Small", "Medium", "Large")}
 NOISE_LAYERS = {"ADE_NoiseLayerAdd": "add", "ADE_NoiseLayerAddWeighted": "add_weighted",  # ADE node -> application

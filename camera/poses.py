@@ -278,8 +278,10 @@ def preset(motion: str, speed: float = 1.0, frames: int = 16, radius: float = OR
 
 
 def mix(motions, speed: float = 1.0, frames: int = 16) -> CameraPoses:
-    """Several motions at once, each (name, strength): their rotations and translations add up (ADE's CameraCtrl Pose
-    Combo / Advanced). Orbits are not a constant turn-and-move, so they cannot be mixed; chain them with `append`."""
+    """Several motions at once, each (name, strength): their rotations and translations add up, each times its strength
+    (negative: the opposite way), then move at `speed` as one preset does (ADE's CameraCtrl Pose Combo / Advanced,
+    whose poses these equal). Orbits are not a constant turn-and-move, so they cannot be mixed; chain them with
+    `append`."""
     _check_frames(frames)
     rotate, translate = np.zeros(3), np.zeros(3)
     for motion, strength in motions:
@@ -290,7 +292,7 @@ def mix(motions, speed: float = 1.0, frames: int = 16) -> CameraPoses:
         r, t = LINEAR_MOTIONS[motion]
         rotate += np.asarray(r) * strength
         translate += np.asarray(t) * strength
-    names = " + ".join(f"{m}×{s:g}" for m, s in motions) or STATIC
+    names = " + ".join(f"{m}×{s:g}" for m, s in motions if m != STATIC and s != 0) or STATIC
     return _from_w2c(linear_w2c(rotate, translate, speed, int(frames)), f"camera motion '{names}'")
 
 

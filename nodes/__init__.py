@@ -4,7 +4,8 @@ from . import ade_import_route  # noqa: F401  (the server route of "convert Anim
 from .animate_anyone import ApplyAnimateAnyone, LoadAnimateAnyone
 from .animatelcm_i2v import AnimateLCMI2VImage
 from .apply_motion_model import ApplyMotionModel
-from .cameractrl import ApplyCameraCtrl, CameraPathPicture, CameraPosesFromFile, CameraPosesPreset, LoadCameraCtrl
+from .cameractrl import (ApplyCameraCtrl, CameraPathPicture, CameraPosesFromFile, CameraPosesMix, CameraPosesPreset,
+                         LoadCameraCtrl)
 from .cogvideox import (CogVideoXDecode, CogVideoXDynamicCFG, CogVideoXImageToVideo, CogVideoXSampling,
                         CogVideoXTextEncode, EmptyCogVideoXLatent, LoadCogVideoX, LoadCogVideoXVAE)
 from .context_consistency import ContextNaiveReuse, ContextReference
@@ -66,6 +67,7 @@ NODES = [
     ("MotionKitLoadCameraCtrl", LoadCameraCtrl, "Load CameraCtrl 🎞️"),
     ("MotionKitCameraPosesFromFile", CameraPosesFromFile, "Camera Poses from File 🎞️"),
     ("MotionKitCameraPosesPreset", CameraPosesPreset, "Camera Poses Preset 🎞️"),
+    ("MotionKitCameraPosesMix", CameraPosesMix, "Camera Poses Mix 🎞️"),
     ("MotionKitCameraPathPicture", CameraPathPicture, "Camera Path Picture 🎞️"),
     ("MotionKitApplyCameraCtrl", ApplyCameraCtrl, "Apply CameraCtrl 🎞️"),
     ("MotionKitTrajectoryAttention", TrajectoryAttention, "Trajectory Attention (training-free) 🎞️"),

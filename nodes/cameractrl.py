@@ -1,5 +1,5 @@
-"""CameraCtrl nodes: load CameraCtrl, make camera poses (pose file, preset, both chained), picture the camera path,
-apply the poses to a MODEL that has AnimateDiff v3 applied. The work is in camera/.
+"""CameraCtrl nodes: load CameraCtrl, make camera poses (pose file, preset, several motions mixed, chained), picture
+the camera path, apply the poses to a MODEL that has AnimateDiff v3 applied. The work is in camera/.
 
 Types: CAMERACTRL (camera.encoder.CameraCtrl: the camera encoder and merge layers), CAMERA_POSES
 (camera.poses.CameraPoses: one pose per frame)."""
@@ -11,7 +11,8 @@ import torch
 
 from ..camera.apply import apply_camera
 from ..camera.files import load_cameractrl
-from ..camera.poses import MOTIONS, ORBIT_RADIUS, SOURCE_HEIGHT, SOURCE_WIDTH, append, preset, read_pose_file
+from ..camera.poses import (LINEAR_MOTIONS, MOTIONS, ORBIT_RADIUS, PAN_LEFT, SOURCE_HEIGHT, SOURCE_WIDTH, STATIC,
+                            ZOOM_IN, append, mix, preset, read_pose_file)
 from ..camera.preview import camera_path_picture
 from ..motion.injection import comfy_attention
 from .input_file import check_input_file, file_version, input_path
@@ -124,6 +125,45 @@ class CameraPosesPreset:
 
     def make(self, motion, speed, frames, previous=None, orbit_radius=ORBIT_RADIUS):
         poses = preset(motion, speed, frames, orbit_radius)
+        return (poses if previous is None else append(previous, poses),)
+
+
+MIX_SLOTS = 4  # (motion, strength) pairs on Camera Poses Mix
+
+
+class CameraPosesMix:
+    DESCRIPTION = ("Several camera motions at once, e.g. pan left while zooming in: each motion's turn and move, times "
+                   "its strength, add up (AnimateDiff-Evolved's Create CameraCtrl Poses (Combo) / (Adv.), same poses). "
+                   "Static slots do nothing. Orbits cannot be mixed: chain them with Camera Poses Preset. Connect "
+                   "previous poses to continue from where they end.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CAMERA_POSES",)
+    RETURN_NAMES = ("poses",)
+    OUTPUT_TOOLTIPS = ("One camera pose per frame (after the previous poses, if connected).",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        pairs = {}
+        for i, default in enumerate((PAN_LEFT, ZOOM_IN) + (STATIC,) * (MIX_SLOTS - 2), start=1):
+            pairs[f"motion_{i}"] = (list(LINEAR_MOTIONS), {
+                "default": default, "tooltip": f"Motion {i} of the mix (Static: this slot does nothing)."})
+            pairs[f"strength_{i}"] = ("FLOAT", {
+                "default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01,
+                "tooltip": f"How much of motion {i}: 1 = as much as the preset at this speed, 0.5 = half as far, "
+                           f"0 = none, negative = the opposite way."})
+        return {"required": {
+            **pairs,
+            "speed": ("FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01,
+                                "tooltip": "Pace of the whole mix: 1 = 60 degrees or 1.5 units per 16 frames at "
+                                           "strength 1; negative reverses."}),
+            "frames": ("INT", {"default": 16, "min": 1, "max": 4096, "tooltip": "Poses to make."}),
+        }, "optional": {
+            "previous": _poses_input("Poses this mix continues (frame counts add up)."),
+        }}
+
+    def make(self, speed, frames, previous=None, **pairs):
+        poses = mix([(pairs[f"motion_{i}"], pairs[f"strength_{i}"]) for i in range(1, MIX_SLOTS + 1)], speed, frames)
         return (poses if previous is None else append(previous, poses),)
 
 

@@ -577,27 +577,93 @@ def test_cameractrl_becomes_load_apply_and_pose_presets():
     assert not report.kept
 
 
-def test_cameractrl_combined_poses_are_reported_and_file_poses_converted():
-    g = UIGraph()
+def camera_graph(g: UIGraph, poses: int) -> int:
+    """Load / Apply AnimateDiff+CameraCtrl with `poses` as its cameractrl_poses, in Use Evolved Sampling; returns
+    the apply node's id."""
     ckpt, ks = sd_base(g)
     load = g.ade("ADE_LoadAnimateDiffModelWithCameraCtrl")
     app = g.ade("ADE_ApplyAnimateDiffModelWithCameraCtrl")
-    combo = g.ade("ADE_CameraPoseCombo")
-    use = g.ade("ADE_UseEvolvedSampling")
-    for a, b, name in ((load, app, "motion_model"), (combo, app, "cameractrl_poses"), (app, use, "m_models"),
-                       (ckpt, use, "model"), (use, ks, "model")):
-        g.link(a, 0, b, name)
-    wf, report = convert(g)
-    assert KEPT in statuses(report, combo) and "connect poses to MotionKitApplyCameraCtrl by hand" in report.text()
-    g = UIGraph()
-    ckpt, ks = sd_base(g)
-    load = g.ade("ADE_LoadAnimateDiffModelWithCameraCtrl")
-    app = g.ade("ADE_ApplyAnimateDiffModelWithCameraCtrl")
-    poses = g.ade("ADE_LoadCameraPoses", pose_filename="rotate.txt")
     use = g.ade("ADE_UseEvolvedSampling")
     for a, b, name in ((load, app, "motion_model"), (poses, app, "cameractrl_poses"), (app, use, "m_models"),
                        (ckpt, use, "model"), (use, ks, "model")):
         g.link(a, 0, b, name)
+    return app
+
+
+STATIC_SLOT = {"motion_3": "Static", "strength_3": 1.0, "motion_4": "Static", "strength_4": 1.0}
+
+
+def test_cameractrl_combo_and_advanced_poses_become_camera_poses_mix():
+    """Basic -> Combo -> Adv. chained by prev_poses: Preset -> Mix -> Mix by `previous`. Static and strength-0 slots
+    are dropped, a motion chosen twice is one slot with the strengths added (the motions add up: the same poses)."""
+    g = UIGraph()
+    basic = g.ade("ADE_CameraPoseBasic", motion_type="Tilt Up", speed=0.8, frame_length=5)
+    combo = g.ade("ADE_CameraPoseCombo", motion_type1="Pan Left", motion_type2="Static", motion_type3="Zoom In",
+                  motion_type4="Pan Left", speed=0.5, frame_length=12)
+    adv = g.ade("ADE_CameraPoseAdvanced", motion_type1="Pan Up", strength1=0.5, motion_type2="Static", strength2=3.0,
+                motion_type3="Roll Clockwise", strength3=2.0, motion_type4="Zoom Out", strength4=0.0,
+                motion_type5="Tilt Left", strength5=1.5, speed=-2.0, frame_length=8)
+    g.link(basic, 0, combo, "prev_poses")
+    g.link(combo, 0, adv, "prev_poses")
+    app = camera_graph(g, adv)
+    wf, report = convert(g)
+    cam = by_type(wf, "MotionKitApplyCameraCtrl")[0]
+    a, _ = feeder(wf, cam, "poses")
+    assert a["id"] == adv and a["type"] == "MotionKitCameraPosesMix"
+    assert widgets(wf, a) == {"motion_1": "Pan Up", "strength_1": 0.5, "motion_2": "Roll Clockwise", "strength_2": 2.0,
+                              "motion_3": "Tilt Left", "strength_3": 1.5, "motion_4": "Static", "strength_4": 1.0,
+                              "speed": -2.0, "frames": 8}
+    c, _ = feeder(wf, a, "previous")
+    assert c["id"] == combo and c["type"] == "MotionKitCameraPosesMix"
+    assert widgets(wf, c) == {"motion_1": "Pan Left", "strength_1": 2.0, "motion_2": "Zoom In", "strength_2": 1.0,
+                              **STATIC_SLOT, "speed": 0.5, "frames": 12}
+    b, _ = feeder(wf, c, "previous")
+    assert b["id"] == basic and b["type"] == "MotionKitCameraPosesPreset" and widgets(wf, b)["motion"] == "Tilt Up"
+    assert feeder(wf, b, "previous") is None
+    for nid in (basic, combo, adv):
+        assert CONVERTED in statuses(report, nid) and nid not in {n["id"] for n in wf["nodes"] if
+                                                                   n["type"].startswith("ADE_")}
+    assert NOTE in statuses(report, combo) and "'Pan Left' is chosen more than once" in report.text()
+    assert CONVERTED in statuses(report, app) and not report.kept
+
+
+def test_cameractrl_combo_all_static_is_a_still_camera():
+    g = UIGraph()
+    combo = g.ade("ADE_CameraPoseCombo", frame_length=0)  # ADE's default: all Static; 0 frames: ADE fails there
+    camera_graph(g, combo)
+    wf, report = convert(g)
+    c = next(n for n in wf["nodes"] if n["id"] == combo)
+    assert c["type"] == "MotionKitCameraPosesMix"
+    assert widgets(wf, c) == {"motion_1": "Static", "strength_1": 1.0, "motion_2": "Static", "strength_2": 1.0,
+                              **STATIC_SLOT, "speed": 1.0, "frames": 1}
+    assert NOT_CARRIED in statuses(report, combo) and "frames 0 is outside" in report.text()
+    assert not report.kept
+
+
+def test_cameractrl_mix_of_more_motions_than_the_node_takes_is_reported_and_kept():
+    g = UIGraph()
+    adv = g.ade("ADE_CameraPoseAdvanced", motion_type1="Pan Up", motion_type2="Pan Left", motion_type3="Zoom In",
+                motion_type4="Tilt Left", motion_type5="Roll Clockwise", motion_type6="Pan Up")
+    app = camera_graph(g, adv)
+    wf, report = convert(g)
+    assert KEPT in statuses(report, adv) and next(n for n in wf["nodes"] if n["id"] == adv)["type"] == \
+        "ADE_CameraPoseAdvanced"
+    assert NOT_CARRIED in statuses(report, app)
+    assert "mixes 5 different motions, MotionKitCameraPosesMix takes 4" in report.text()
+    assert "connect poses to MotionKitApplyCameraCtrl by hand" in report.text()
+
+
+def test_cameractrl_other_poses_are_reported_and_file_poses_converted():
+    g = UIGraph()
+    edited = g.ade("ADE_ReplaceCameraParameters")
+    basic = g.ade("ADE_CameraPoseBasic")
+    g.link(basic, 0, edited, "poses")
+    camera_graph(g, edited)
+    wf, report = convert(g)
+    assert KEPT in statuses(report, edited) and "connect poses to MotionKitApplyCameraCtrl by hand" in report.text()
+    g = UIGraph()
+    poses = g.ade("ADE_LoadCameraPoses", pose_filename="rotate.txt")
+    camera_graph(g, poses)
     wf, report = convert(g)
     f = next(n for n in wf["nodes"] if n["id"] == poses)
     assert f["type"] == "MotionKitCameraPosesFromFile" and widgets(wf, f)["pose_file"] == "rotate.txt"

@@ -1,5 +1,5 @@
 """CameraCtrl through the real nodes in a real ComfyUI server: Load Motion Model (random v3) -> Apply Motion Model ->
-Apply CameraCtrl (preset, pose file, both chained) -> KSampler at 64x64, 1 step.
+Apply CameraCtrl (preset, pose file, a mix of motions, chained) -> KSampler at 64x64, 1 step.
 
 The CameraCtrl files are full SD1.5 size (the merge layers must fit the motion modules' 320/640/1280 widths), random,
 written in both published layouts from one set of values (cameractrl_keys.json names and shapes), and cached.
@@ -30,7 +30,7 @@ V3 = "mm_v3_random.safetensors"
 V2 = "mm_v2_random.safetensors"
 FRAMES = 6
 NODES = ("MotionKitLoadCameraCtrl", "MotionKitCameraPosesFromFile", "MotionKitCameraPosesPreset",
-         "MotionKitCameraPathPicture", "MotionKitApplyCameraCtrl")
+         "MotionKitCameraPosesMix", "MotionKitCameraPathPicture", "MotionKitApplyCameraCtrl")
 
 
 def pose_text(frames: int, seed=0) -> str:
@@ -73,6 +73,16 @@ def preset(g, motion="Pan Left", frames=FRAMES, speed=1.0, node="31", previous=N
     return g
 
 
+def mixed(g, *pairs, frames=FRAMES, node="35"):
+    """Camera Poses Mix of (motion, strength) pairs, the other slots Static."""
+    g = copy.deepcopy(g)
+    pairs = list(pairs) + [("Static", 1.0)] * (4 - len(pairs))
+    g[node] = {"class_type": "MotionKitCameraPosesMix", "inputs": {"speed": 1.0, "frames": frames}}
+    for i, (motion, strength) in enumerate(pairs, 1):
+        g[node]["inputs"].update({f"motion_{i}": motion, f"strength_{i}": strength})
+    return g
+
+
 def pose_file(g, name="orbit_poses.txt", node="32"):
     g = copy.deepcopy(g)
     g[node] = {"class_type": "MotionKitCameraPosesFromFile", "inputs": {
@@ -106,13 +116,29 @@ def test_nodes_registered_and_explained(server):
     assert "orbit_poses.txt" in files and all(f.endswith(".txt") for f in files)
 
 
-def test_strength_zero_is_no_camera_and_a_preset_moves_every_frame(server, plain):
+@pytest.fixture(scope="module")
+def pan(server):
+    return latent(server, camera(preset(graph(), "Pan Left")))
+
+
+@pytest.fixture(scope="module")
+def zoom(server):
+    return latent(server, camera(preset(graph(), "Zoom In")))
+
+
+def test_strength_zero_is_no_camera_and_a_preset_moves_every_frame(server, plain, pan, zoom):
     g = preset(graph(), "Pan Left")
     assert torch.equal(latent(server, camera(g, strength=0.0)), plain)
-    moved = latent(server, camera(g))
-    assert changed_frames(plain, moved) == set(range(FRAMES))
-    zoom = latent(server, camera(preset(graph(), "Zoom In")))
-    assert changed_frames(moved, zoom) == set(range(FRAMES)), "temporal attention carries the camera to frame 0 too"
+    assert changed_frames(plain, pan) == set(range(FRAMES))
+    assert changed_frames(pan, zoom) == set(range(FRAMES)), "temporal attention carries the camera to frame 0 too"
+
+
+def test_a_mix_of_one_motion_is_its_preset_and_two_motions_move_otherwise(server, pan, zoom):
+    """Pan Left at strength 1 in Camera Poses Mix gives exactly the Pan Left preset's latents; Pan Left + Zoom In
+    differs from the pan and from the zoom on every frame."""
+    assert torch.equal(latent(server, camera(mixed(graph(), ("Pan Left", 1.0)), poses="35")), pan)
+    both = latent(server, camera(mixed(graph(), ("Pan Left", 1.0), ("Zoom In", 1.0)), poses="35"))
+    assert changed_frames(pan, both) == set(range(FRAMES)) and changed_frames(zoom, both) == set(range(FRAMES))
 
 
 def test_both_layouts_and_pose_file_and_chaining(server, plain):

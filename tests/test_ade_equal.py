@@ -124,12 +124,14 @@ def views_only():
 
 
 def cameractrl_pruned():
-    """v3 + CameraCtrl_pruned.safetensors (ADE's layout), Pan Left then Zoom In, strength 0.9."""
+    """v3 + CameraCtrl_pruned.safetensors (ADE's layout): Pan Left, then Zoom In and Tilt Left at once (Combo ->
+    Camera Poses Mix), strength 0.9."""
     g, ckpt, ks = sd_graph(FRAMES)
     load = g.ade("ADE_LoadAnimateDiffModelWithCameraCtrl", model_name=V3, camera_ctrl=CAMERACTRL)
     app = g.ade("ADE_ApplyAnimateDiffModelWithCameraCtrl")
     first = g.ade("ADE_CameraPoseBasic", motion_type="Pan Left", speed=1.0, frame_length=4)
-    then = g.ade("ADE_CameraPoseBasic", motion_type="Zoom In", speed=1.5, frame_length=FRAMES - 4)
+    then = g.ade("ADE_CameraPoseCombo", motion_type1="Zoom In", motion_type2="Tilt Left", speed=1.5,
+                 frame_length=FRAMES - 4)
     strength = g.ade("ADE_MultivalDynamic", float_val=0.9)
     for a, b, name in ((load, app, "motion_model"), (first, then, "prev_poses"), (then, app, "cameractrl_poses"),
                        (strength, app, "cameractrl_multival")):

@@ -239,20 +239,8 @@ def main(argv=None) -> int:
             r["size"] = args.size
             r["name"] = f"{r['frames']}@{r['size']}{'/' + r['mode'] if r['mode'] else ''}"
 
-    sys.path.insert(0, str(bm.TESTS))
-    import torch
-    if args.comfyui:
-        os.environ["COMFYUI_PATH"] = str(args.comfyui.resolve())
-    root = bm.find_comfyui()
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    sys.path.insert(0, str(root))
-    import comfy.options
-    comfy.options.enable_args_parsing(False)
-    import comfy.cli_args
-    if args.gpu:
-        comfy.cli_args.args.force_fp16 = True
-    threads, threads_note = bm.choose_threads(args.threads, torch)
-    checkpoint = bm.default_checkpoint(root).resolve()
+    torch, root, device, threads, threads_note, checkpoint = bm.comfy_setup(args.comfyui, args.device, args.gpu,
+                                                                            args.threads)
     motion_file = bm.default_motion_file().resolve()
     comfy = bm.Comfy(root, device, checkpoint, motion_file, extra_packs=((ADE_FOLDER, ade),))
     ade_pkg = comfy.nodes.NODE_CLASS_MAPPINGS["ADE_LoadAnimateDiffModel"].__module__.split(".animatediff.")[0]

@@ -241,20 +241,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"--ade {ade}: not an AnimateDiff-Evolved checkout (no animatediff/nodes_cameractrl.py); "
                          f"clone it and check out {ADE_COMMIT}, see `python bench/bench_ade.py --help`")
 
-    sys.path.insert(0, str(bm.TESTS))
-    import torch
-    if args.comfyui:
-        os.environ["COMFYUI_PATH"] = str(args.comfyui.resolve())
-    root = bm.find_comfyui()
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    sys.path.insert(0, str(root))
-    import comfy.options
-    comfy.options.enable_args_parsing(False)
-    import comfy.cli_args
-    if args.gpu:
-        comfy.cli_args.args.force_fp16 = True
-    threads, threads_note = bm.choose_threads(args.threads, torch)
-    checkpoint = bm.default_checkpoint(root).resolve()
+    torch, root, device, threads, threads_note, checkpoint = bm.comfy_setup(args.comfyui, args.device, args.gpu,
+                                                                            args.threads)
     args.ckpt_name = checkpoint.name
     files = {k: p.resolve() for k, p in model_files().items()}
     if len({p.parent for p in files.values()}) != 1:

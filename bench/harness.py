@@ -96,6 +96,26 @@ class OtherLoad:
         return max(0.0, (busy - (c1 - self.c0)) / (t1 - self.t0))
 
 
+def comfy_setup(comfyui, device_arg: str, fp16: bool, threads_arg: str):
+    """What a one-process ADE bench does before loading ComfyUI: tests/ on sys.path, the ComfyUI root (--comfyui, or
+    as the tests find it) on sys.path with its argument parsing off, --force-fp16 when asked, the device and threads,
+    and the random SD1.5 checkpoint. -> (torch, root, device, threads, threads_note, checkpoint)."""
+    sys.path.insert(0, str(TESTS))
+    import torch
+    if comfyui:
+        os.environ["COMFYUI_PATH"] = str(Path(comfyui).resolve())
+    root = find_comfyui()
+    device = device_arg if device_arg != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    sys.path.insert(0, str(root))
+    import comfy.options
+    comfy.options.enable_args_parsing(False)
+    import comfy.cli_args
+    if fp16:
+        comfy.cli_args.args.force_fp16 = True
+    threads, threads_note = choose_threads(threads_arg, torch)
+    return torch, root, device, threads, threads_note, default_checkpoint(root).resolve()
+
+
 def choose_threads(arg: str, torch) -> tuple[int, str]:
     """Set torch's thread count from --threads and say why: a number is used as given; `auto` samples what other
     processes use right now (1 s) and leaves them their cores: max(1, round(cores - others)) threads (OpenMP

@@ -346,7 +346,8 @@ class Converter:
 
     def camera(self, node: dict, cur: Src) -> Src:
         """ADE's Apply AnimateDiff+CameraCtrl: after Apply Motion Model, Apply CameraCtrl with the CameraCtrl model
-        (from the loader), the poses, cameractrl_multival as strength, the same start/end_percent."""
+        (from the loader), the poses, cameractrl_multival as strength (its mask as strength_mask), the same
+        start/end_percent."""
         loader = self.upstream(node, "motion_model")
         values = {"model": cur, "cameractrl": self.done.get(("cameractrl", loader["id"])),
                   "start_percent": self.value_or_link(node, "start_percent"),
@@ -355,7 +356,9 @@ class Converter:
         if mv is not None:
             strength, mask = self.multival(mv, node, "cameractrl_multival")
             values["strength"] = strength
-            if mask is not None:
+            if mask is not None and any(e["name"] == "strength_mask" for e in self.targets[CAMERA_APPLY]["inputs"]):
+                values["strength_mask"] = mask
+            elif mask is not None:  # a MotionKit from before Apply CameraCtrl's strength_mask
                 self.report.add(node, NOT_CARRIED, f"cameractrl_multival's mask: {NO_EQUIVALENT} (one strength)")
         poses = self.upstream(node, "cameractrl_poses")
         values["poses"] = self.camera_poses(poses, node) if poses is not None else None

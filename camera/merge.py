@@ -9,6 +9,10 @@ down and up motion module computes, on n = LayerNorm(h) + PE in the (B·H·W, F,
 
 with s the camera strength (AnimateDiff-Evolved's cameractrl_multival: the same n + s·qkv_merge(n + f)). Down
 block i's modules get encoder feature i, up block i's get feature 3 - i; the middle block's none.
+
+s may differ per pixel and frame (a strength mask, as ADE's cameractrl_multival with a mask: ADE 90fb133
+motion_module_ad.py `(qkv_merge(h + f) + h) * effect + h * (1 - effect)`, the same sum in another order): then it
+is a tensor in n's layout, one value per (sequence = batch item · pixel, frame); `pixel_strength` makes it.
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ class CameraInput:
     """One motion module's attention-input function for one UNet call."""
 
     def __init__(self, merge: nn.Module, feature: torch.Tensor, frames: int, strength=1.0):
-        """feature [B·F, C, H, W] for every row of the motion module's input (all cond chunks); strength: a number."""
+        """feature [B·F, C, H, W] for every row of the motion module's input (all cond chunks); strength: a number,
+        or (B·H·W, F, 1) per pixel and frame (`pixel_strength`)."""
         self.merge = merge
         self.feature = feature
         self.frames = frames
@@ -36,7 +41,19 @@ class CameraInput:
         if f.shape != n.shape:
             raise ValueError(f"CameraCtrl feature {tuple(f.shape)} does not fit the motion module input "
                              f"{tuple(n.shape)}")
-        return n + self.merge(n + f) * self.strength
+        s = self.strength
+        if isinstance(s, torch.Tensor):
+            s = cast(s, n)
+            if s.shape != (*n.shape[:2], 1):
+                raise ValueError(f"CameraCtrl strength {tuple(s.shape)} does not fit the motion module input "
+                                 f"{tuple(n.shape)}")
+        return n + self.merge(n + f) * s
+
+
+def pixel_strength(mask: torch.Tensor, chunks: int) -> torch.Tensor:
+    """A strength per frame and pixel, mask [F, 1, H, W] (one cond chunk's frames, at the motion module's size), in
+    the merge's (B·H·W, F, 1) layout for `chunks` cond chunks (each the same, as ADE's torch.cat([mask] * batched))."""
+    return rearrange(mask.repeat(chunks, 1, 1, 1), "(b f) 1 h w -> (b h w) f 1", f=mask.shape[0])
 
 
 def check_motion_model(camera: CameraCtrl, motion_model) -> None:
@@ -54,12 +71,14 @@ def check_motion_model(camera: CameraCtrl, motion_model) -> None:
 def camera_inputs(camera: CameraCtrl, motion_model, features: list[torch.Tensor], frames: int,
                   strength=1.0) -> dict:
     """{motion module: {0: CameraInput}} for one UNet call (the value of motion.injection.ATTENTION_INPUTS for
-    this motion model). `features`: the encoder's, each for every row of the call's batch."""
+    this motion model). `features`: the encoder's, each for every row of the call's batch. `strength`: a number, or
+    a list with one `pixel_strength` per feature (at its size: the motion modules that take the feature)."""
     levels = len(features)
     out = {}
     for group, blocks in (("down_blocks", motion_model.down_blocks), ("up_blocks", motion_model.up_blocks)):
         for level, block in enumerate(blocks):
-            feature = features[level] if group == "down_blocks" else features[levels - 1 - level]
+            at = level if group == "down_blocks" else levels - 1 - level
+            s = strength[at] if isinstance(strength, (list, tuple)) else strength
             for index, module in enumerate(block.motion_modules):
-                out[module] = {0: CameraInput(camera.merges.layer(group, level, index), feature, frames, strength)}
+                out[module] = {0: CameraInput(camera.merges.layer(group, level, index), features[at], frames, s)}
     return out

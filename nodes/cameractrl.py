@@ -189,7 +189,9 @@ class ApplyCameraCtrl:
     DESCRIPTION = ("Moves the camera along the given poses with CameraCtrl: its camera features enter the first "
                    "temporal attention of every down and up motion module. Needs a MODEL with an SD1.5 motion model "
                    "applied: v3_sd15_mm.ckpt, which CameraCtrl was trained with (another one runs, with a warning). "
-                   "With Context Windows each window gets its own frames' poses (at most 16 frames per window).")
+                   "With Context Windows each window gets its own frames' poses (at most 16 frames per window). "
+                   "A strength mask limits the camera to part of the picture (AnimateDiff-Evolved's "
+                   "cameractrl_multival with a mask).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The MODEL with camera control (a clone; the input is unchanged).",)
@@ -208,7 +210,16 @@ class ApplyCameraCtrl:
             "end_percent": ("FLOAT", {"default": 1.0, **percent, "tooltip": "Where in sampling it ends."}),
             "repeat_last_pose": ("BOOLEAN", {"default": False, "tooltip": "With fewer poses than frames, hold the "
                                              "last pose (else that is an error)."}),
+        }, "optional": {
+            "strength_mask": ("MASK", {"tooltip": "Where the camera moves the picture: white = this part follows "
+                                       "the camera (at the strength above), black = no camera control there (the "
+                                       "motion model alone), grey = in between. The camera strength at each pixel "
+                                       "and frame is strength × mask. One mask frame per animation frame, or one for "
+                                       "all (fewer: the last one holds); resized to each motion layer's size, so "
+                                       "give it the image's shape."}),
         }}
 
-    def apply(self, model, cameractrl, poses, strength, start_percent, end_percent, repeat_last_pose):
-        return (apply_camera(model, cameractrl, poses, strength, start_percent, end_percent, repeat_last_pose),)
+    def apply(self, model, cameractrl, poses, strength, start_percent, end_percent, repeat_last_pose,
+              strength_mask=None):
+        return (apply_camera(model, cameractrl, poses, strength, start_percent, end_percent, repeat_last_pose,
+                             strength_mask),)

@@ -590,6 +590,34 @@ def camera_graph(g: UIGraph, poses: int) -> int:
     return app
 
 
+@pytest.mark.parametrize("kind, values, mask_input, strength", [
+    ("ADE_MultivalDynamic", {"float_val": 0.4}, "mask_optional", 0.4),
+    ("ADE_MultivalScaledMask", {"min_float_val": 0.0, "max_float_val": 1.7, "scaling": "absolute"}, "mask", 1.7),
+])
+def test_cameractrl_multival_mask_becomes_strength_mask(kind, values, mask_input, strength):
+    """float_val × mask (ADE's cameractrl effect per pixel and frame) -> Apply CameraCtrl's strength × strength_mask;
+    the multival node is folded in, the mask node kept and linked. A MotionKit without strength_mask: reported."""
+    g = UIGraph()
+    poses = g.ade("ADE_CameraPoseBasic", motion_type="Pan Left", speed=1.0, frame_length=16)
+    app = camera_graph(g, poses)
+    mask = g.node("LoadImageMask", {}, ["MASK"], ["m.png", "alpha", "image"])
+    mv = g.ade(kind, **values)
+    g.link(mask, 0, mv, mask_input)
+    g.link(mv, 0, app, "cameractrl_multival")
+    wf, report = convert(g)
+    (cam,) = by_type(wf, "MotionKitApplyCameraCtrl")
+    assert widgets(wf, cam)["strength"] == strength
+    assert feeder(wf, cam, "strength_mask")[0]["id"] == mask
+    assert REMOVED in statuses(report, mv) and mv not in {n["id"] for n in wf["nodes"]}
+    assert "cameractrl_multival's mask" not in report.text() and not report.kept
+    older = json.loads(json.dumps(TARGETS))
+    older["MotionKitApplyCameraCtrl"]["inputs"] = [e for e in older["MotionKitApplyCameraCtrl"]["inputs"]
+                                                   if e["name"] != "strength_mask"]
+    wf, report = convert(g, older)
+    assert widgets(wf, by_type(wf, "MotionKitApplyCameraCtrl")[0], older)["strength"] == strength
+    assert NOT_CARRIED in statuses(report, app) and "cameractrl_multival's mask" in report.text()
+
+
 STATIC_SLOT = {"motion_3": "Static", "strength_3": 1.0, "motion_4": "Static", "strength_4": 1.0}
 
 

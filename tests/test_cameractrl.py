@@ -362,7 +362,11 @@ def motion_oracle(sd: dict, x: torch.Tensor, frames: int, merge=None, feature=No
         n = layer_norm(h, sd[f"{t}.norms.{a}.weight"], sd[f"{t}.norms.{a}.bias"]) + sinusoid(frames, c)
         if a == 0 and merge is not None:
             f = feature.double().reshape(b, frames, c, hh, ww).permute(0, 3, 4, 1, 2).reshape(-1, frames, c)
-            n = n + strength * ((n + f) @ merge.weight.double().T + merge.bias.double())
+            m = (n + f) @ merge.weight.double().T + merge.bias.double()
+            if isinstance(strength, torch.Tensor):  # per pixel and frame, (B·H·W, F, 1): ADE's form of the merge
+                n = (m + n) * strength + n * (1 - strength)
+            else:
+                n = n + strength * m
         h = h + attention(n, sd, f"{t}.attention_blocks.{a}")
     h = feed_forward(h, sd, t)
     h = h @ sd["temporal_transformer.proj_out.weight"].T + sd["temporal_transformer.proj_out.bias"]
@@ -507,6 +511,106 @@ def test_missing_and_corrupt_files(tmp_path):
     bad.write_bytes(b"<html>not found</html>")
     with pytest.raises(CameraCtrlFileError, match="broken.safetensors"):
         read_cameractrl(str(bad))
+
+
+# ---------------------------------------------------------------------------------------------
+# Strength mask: ADE's cameractrl_multival mask math written out (ADE 90fb133 utils_motion.prepare_mask_batch /
+# extend_to_batch_size, motion_module_ad.py TemporalTransformer3DModel.get_cameractrl_effect, VersatileAttention's
+# merge); ADE's own code was run against ours outside the repo (branch report: ≤2.3e-6 of the camera's effect)
+
+def ade_cameractrl_effect(multival: torch.Tensor, full_length: int, height: int, width: int, chunks: int,
+                          sub_idxs=None) -> torch.Tensor:
+    """multival = float_val · mask [frames, H, W] -> the effect (chunks·h·w, frames of the call, 1)."""
+    mask = F.interpolate(multival.reshape(-1, 1, *multival.shape[-2:]), size=(height, width), mode="bilinear")
+    if mask.shape[0] > full_length:
+        mask = mask[:full_length]
+    elif mask.shape[0] < full_length:
+        mask = torch.cat([mask] + [mask[-1:]] * (full_length - mask.shape[0]), dim=0)
+    n = mask.shape[0]
+    mask = mask.permute(0, 2, 3, 1).reshape(n, height * width, 1).permute(1, 0, 2)
+    mask = torch.cat([mask] * chunks, dim=0)
+    return mask if sub_idxs is None else mask[:, sub_idxs, :]
+
+
+def masked_run(mask, strength=1.0):
+    from motionkit.camera.apply import CameraRun, strength_mask
+    return CameraRun(CameraCtrl(TINY), P.preset(P.PAN_LEFT, 1.0, 2), strength, mask=strength_mask(mask, strength))
+
+
+@pytest.mark.parametrize("mask_frames, mask_size, strength, full, window", [
+    (4, (13, 10), 1.0, 4, None),        # one mask frame per frame, another shape than the latent
+    (1, (24, 40), 0.6, 4, None),        # one mask frame for all, times the strength
+    (2, (16, 16), 1.5, 8, [3, 4, 5, 6]),  # a context window of 8 frames: mask frame 1 held for frames 2..7
+    (12, (8, 8), 0.8, 8, [4, 5, 6, 7]),   # a longer mask: cut
+])
+def test_strength_mask_follows_ade(mask_frames, mask_size, strength, full, window):
+    """Per motion-module resolution, frame and cond chunk: the strength tensor is ADE's effect, and the module's
+    output is the written-out motion module with ADE's merge (qkv_merge(n + f) + n)·e + n·(1 − e)."""
+    camera = randomised(TINY, seed=8)
+    torch.manual_seed(9)
+    motion = MotionModel(MotionArchitecture(TINY, has_mid=False))
+    with torch.no_grad():
+        for p in motion.parameters():
+            p.normal_(std=0.2)
+    frames, chunks = 4, 2
+    frames_of_call = window or list(range(frames))
+    mask = torch.rand(mask_frames, *mask_size)
+    run = masked_run(mask, strength)
+    features = [torch.randn(frames, c, 6 >> i, 5 >> i) for i, c in enumerate(TINY[:3])] + [torch.randn(frames, 128, 1, 1)]
+    strengths = run.strengths(frames_of_call, features, chunks, features[0])
+    for level, (feature, s) in enumerate(zip(features, strengths)):
+        h, w = feature.shape[-2:]
+        ade = ade_cameractrl_effect(mask * strength, full, h, w, chunks, window)
+        assert s.shape == ade.shape == (chunks * h * w, frames, 1)
+        torch.testing.assert_close(s, ade, atol=1e-6, rtol=1e-6)
+    inputs = camera_inputs(camera, motion, [f.repeat(chunks, 1, 1, 1) for f in features], frames, strengths)
+    for group, level, index in [("down_blocks", 0, 1), ("down_blocks", 2, 0), ("up_blocks", 1, 2)]:
+        module = getattr(motion, group)[level].motion_modules[index]
+        feature_level = level if group == "down_blocks" else 3 - level
+        feature = features[feature_level].repeat(chunks, 1, 1, 1)
+        x = torch.randn_like(feature)
+        with torch.no_grad():
+            ours = module(x, frames, PER_FRAME, attention_inputs=inputs[module])
+            full_strength = module(x, frames, PER_FRAME, attention_inputs=camera_inputs(
+                camera, motion, [feature] * 4, frames, strength)[module])
+        effect = ade_cameractrl_effect(mask * strength, full, *feature.shape[-2:], chunks, window).double()
+        ref = motion_oracle(module.state_dict(), x, frames, camera.merges.layer(group, level, index), feature, effect)
+        torch.testing.assert_close(ours.double(), ref, atol=2e-5, rtol=1e-5)
+        assert (ours - full_strength).abs().max() > 1e-3, "the mask must change the camera's effect"
+
+
+def test_ones_mask_is_no_mask_and_black_frames_skip_the_camera():
+    """All white: the same numbers as no mask, bit for bit (a constant mask frame stays exact when resized); all black
+    on a call's frames: the call runs without the camera; a mask black on some frames only still acts."""
+    camera = randomised(TINY, seed=10)
+    torch.manual_seed(11)
+    motion = MotionModel(MotionArchitecture(TINY, has_mid=False))
+    with torch.no_grad():
+        for p in motion.parameters():
+            p.normal_(std=0.2)
+    frames = 4
+    features = [torch.randn(2 * frames, c, size, size) for c, size in zip(TINY, (6, 3, 2, 1))]
+    ones = masked_run(torch.ones(1, 48, 40), 0.7).strengths(list(range(frames)), features, 2, features[0])
+    module = motion.up_blocks[1].motion_modules[0]
+    x = torch.randn_like(features[2])
+    with torch.no_grad():
+        a = module(x, frames, PER_FRAME, attention_inputs=camera_inputs(camera, motion, features, frames, ones)[module])
+        b = module(x, frames, PER_FRAME, attention_inputs=camera_inputs(camera, motion, features, frames, 0.7)[module])
+    assert torch.equal(a, b)
+    black_first = torch.ones(3, 8, 8)
+    black_first[:2] = 0
+    run = masked_run(black_first)
+    assert not run.acts_on([0, 1]) and run.acts_on([1, 2]) and run.acts_on([5, 6])  # frame 2's mask holds after it
+    assert not masked_run(torch.ones(1, 8, 8), 0.0).acts_on([0])
+    assert not masked_run(torch.zeros(8, 8)).acts_on([0, 1, 2])
+
+
+def test_bad_strength_masks_are_refused_with_the_input_named():
+    from motionkit.motion.errors import MotionMaskError
+    with pytest.raises(MotionMaskError, match="strength_mask has negative"):
+        masked_run(torch.full((1, 8, 8), -1.0))
+    with pytest.raises(MotionMaskError, match=r"strength_mask has shape \[2, 3, 4, 5\]"):
+        masked_run(torch.ones(2, 3, 4, 5))
 
 
 # ---------------------------------------------------------------------------------------------

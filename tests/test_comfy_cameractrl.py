@@ -3,11 +3,11 @@ Apply CameraCtrl (preset, pose file, a mix of motions, chained) -> KSampler at 6
 
 The CameraCtrl files are full SD1.5 size (the merge layers must fit the motion modules' 320/640/1280 widths), random,
 written in both published layouts from one set of values (cameractrl_keys.json names and shapes), and cached.
-What can fail: strength 0 must be bit-identical to no CameraCtrl (the camera touches nothing else); a camera must
-change every frame (every frame's motion-module input gets a feature); the two layouts must give identical latents;
-context windows must let more frames than the encoder's 16 through; bad inputs must fail clearly and leave the
-server as it was. The numbers against the original code are in test_cameractrl.py (tiny) and the branch report
-(full size)."""
+What can fail: strength 0 (or an all-black strength_mask) must be bit-identical to no CameraCtrl (the camera
+touches nothing else), an all-white mask to no mask; a camera must change every frame (every frame's motion-module
+input gets a feature); the two layouts must give identical latents; context windows must let more frames than the
+encoder's 16 through; bad inputs must fail clearly and leave the server as it was. The numbers against the original
+code are in test_cameractrl.py (tiny) and the branch report (full size)."""
 from __future__ import annotations
 
 import copy
@@ -139,6 +139,58 @@ def test_a_mix_of_one_motion_is_its_preset_and_two_motions_move_otherwise(server
     assert torch.equal(latent(server, camera(mixed(graph(), ("Pan Left", 1.0)), poses="35")), pan)
     both = latent(server, camera(mixed(graph(), ("Pan Left", 1.0), ("Zoom In", 1.0)), poses="35"))
     assert changed_frames(pan, both) == set(range(FRAMES)) and changed_frames(zoom, both) == set(range(FRAMES))
+
+
+def masked(g, width=64, height=64, value=1.0, half_black=False):
+    """Apply CameraCtrl's strength_mask from Solid Mask (50), its left half blacked out by Mask Composite (52)."""
+    g = copy.deepcopy(g)
+    g["50"] = {"class_type": "SolidMask", "inputs": {"value": value, "width": width, "height": height}}
+    mask = "50"
+    if half_black:
+        g["51"] = {"class_type": "SolidMask", "inputs": {"value": 0.0, "width": width // 2, "height": height}}
+        g["52"] = {"class_type": "MaskComposite", "inputs": {"destination": ["50", 0], "source": ["51", 0], "x": 0,
+                                                             "y": 0, "operation": "multiply"}}
+        mask = "52"
+    g["33"]["inputs"]["strength_mask"] = [mask, 0]
+    return g
+
+
+def frame_masks(g, white: int, black: int):
+    """strength_mask of `white` white then `black` black frames (Empty Image batches -> Image To Mask)."""
+    g = copy.deepcopy(g)
+    g["55"] = {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": white,
+                                                      "color": 0xFFFFFF}}
+    g["56"] = {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": black, "color": 0}}
+    g["57"] = {"class_type": "ImageBatch", "inputs": {"image1": ["55", 0], "image2": ["56", 0]}}
+    g["58"] = {"class_type": "ImageToMask", "inputs": {"image": ["57", 0], "channel": "red"}}
+    g["33"]["inputs"]["strength_mask"] = ["58", 0]
+    return g
+
+
+def test_strength_mask_white_is_the_camera_black_is_none_half_is_between(server, plain, pan):
+    """White everywhere: the camera as without a mask, bit for bit, also from a mask of another size (resized like
+    ADE, with a log note); black: no CameraCtrl, bit for bit; the left half black: another animation than both;
+    a mask twice the size gives the same numbers (bilinear to each motion layer's size, as ADE)."""
+    g = camera(preset(graph(), "Pan Left"))
+    assert torch.equal(latent(server, masked(g)), pan)
+    assert torch.equal(latent(server, masked(g, width=48, height=40)), pan)
+    assert "strength_mask is 48x40 but the latent is 8x8" in server.log_text()
+    assert torch.equal(latent(server, masked(g, value=0.0)), plain)
+    half = latent(server, masked(g, half_black=True))
+    assert changed_frames(half, pan) == set(range(FRAMES)) and changed_frames(half, plain) == set(range(FRAMES))
+    assert torch.equal(latent(server, masked(g, 128, 128, half_black=True)), half)
+
+
+def test_strength_mask_frames_hold_the_last_and_windows_take_theirs(server, pan):
+    """A 2-frame mask (white, black) acts as white then black for frames 1..5 (the last mask frame held, as ADE);
+    with context windows of 4 (frames 0..3 and 2..5) each window takes its frames' masks: the window of black frames
+    2..5 runs without the camera, so frames 4 and 5 (in no other window) are those of no CameraCtrl."""
+    g = camera(preset(graph(), "Pan Left"))
+    short = latent(server, frame_masks(g, 1, 1))
+    assert torch.equal(latent(server, frame_masks(g, 1, FRAMES - 1)), short)
+    assert changed_frames(short, pan) == set(range(FRAMES))
+    first_only = latent(server, frame_masks(add_windows(g, length=4, overlap=2), 2, FRAMES - 2))
+    assert changed_frames(first_only, latent(server, add_windows(graph(), length=4, overlap=2))) == {0, 1, 2, 3}
 
 
 def test_both_layouts_and_pose_file_and_chaining(server, plain):

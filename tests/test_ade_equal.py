@@ -140,6 +140,25 @@ def cameractrl_pruned():
     return g
 
 
+def cameractrl_mask():
+    """CameraCtrl with a strength mask: the left half of the picture follows the camera at 0.8, the right half not
+    (a mask from two core Solid Masks, into ADE's multival -> Apply CameraCtrl's strength_mask)."""
+    g, ckpt, ks = sd_graph(FRAMES)
+    load = g.ade("ADE_LoadAnimateDiffModelWithCameraCtrl", model_name=V3, camera_ctrl=CAMERACTRL)
+    app = g.ade("ADE_ApplyAnimateDiffModelWithCameraCtrl")
+    poses = g.ade("ADE_CameraPoseBasic", motion_type="Pan Right", speed=1.0, frame_length=FRAMES)
+    black = g.node("SolidMask", {}, ["MASK"], [0.0, 64, 64])
+    white = g.node("SolidMask", {}, ["MASK"], [1.0, 32, 64])
+    half = g.node("MaskComposite", {"destination": "MASK", "source": "MASK"}, ["MASK"], [0, 0, "add"])
+    strength = g.ade("ADE_MultivalDynamic", float_val=0.8)
+    for a, b, name in ((black, half, "destination"), (white, half, "source"), (half, strength, "mask_optional"),
+                       (load, app, "motion_model"), (poses, app, "cameractrl_poses"),
+                       (strength, app, "cameractrl_multival")):
+        g.link(a, 0, b, name)
+    use_evolved(g, ckpt, ks, app)
+    return g
+
+
 def pia_preset():
     """PIA (ADE's pruned file) on a loaded image, style-transfer preset (mask 0.5 on the image's frame).
 
@@ -162,7 +181,8 @@ def pia_preset():
 
 
 CASES = {"gen2_scale_effect": gen2_scale_effect, "gen1_lora_context_freenoise": gen1_lora_context_freenoise,
-         "views_only": views_only, "cameractrl_pruned": cameractrl_pruned, "pia_preset": pia_preset}
+         "views_only": views_only, "cameractrl_pruned": cameractrl_pruned, "cameractrl_mask": cameractrl_mask,
+         "pia_preset": pia_preset}
 
 
 # ---------------------------------------------------------------------------------------------

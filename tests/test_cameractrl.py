@@ -373,14 +373,20 @@ def motion_oracle(sd: dict, x: torch.Tensor, frames: int, merge=None, feature=No
     return x + h.reshape(b, hh, ww, frames, c).permute(0, 3, 4, 1, 2).reshape(bf, c, hh, ww)
 
 
-def test_camera_inputs_route_features_and_merges_as_the_original():
-    """Down block i: feature i and its own qkv_merge per module; up block i: feature 3 − i; no mid block."""
-    camera = randomised(TINY, seed=2)
-    torch.manual_seed(3)
-    motion = MotionModel(MotionArchitecture(TINY, has_mid=True))
+def random_motion(has_mid: bool, seed: int) -> MotionModel:
+    """A TINY-width motion model with every parameter ~ N(0, 0.2²) from torch's global generator seeded `seed`."""
+    torch.manual_seed(seed)
+    motion = MotionModel(MotionArchitecture(TINY, has_mid=has_mid))
     with torch.no_grad():
         for p in motion.parameters():
             p.normal_(std=0.2)
+    return motion
+
+
+def test_camera_inputs_route_features_and_merges_as_the_original():
+    """Down block i: feature i and its own qkv_merge per module; up block i: feature 3 − i; no mid block."""
+    camera = randomised(TINY, seed=2)
+    motion = random_motion(has_mid=True, seed=3)
     frames, batch = 4, 2
     features = [torch.randn(batch * frames, c, 8 >> i, 8 >> i) for i, c in enumerate(TINY)]
     inputs = camera_inputs(camera, motion, features, frames, strength=0.7)
@@ -547,11 +553,7 @@ def test_strength_mask_follows_ade(mask_frames, mask_size, strength, full, windo
     """Per motion-module resolution, frame and cond chunk: the strength tensor is ADE's effect, and the module's
     output is the written-out motion module with ADE's merge (qkv_merge(n + f) + n)·e + n·(1 − e)."""
     camera = randomised(TINY, seed=8)
-    torch.manual_seed(9)
-    motion = MotionModel(MotionArchitecture(TINY, has_mid=False))
-    with torch.no_grad():
-        for p in motion.parameters():
-            p.normal_(std=0.2)
+    motion = random_motion(has_mid=False, seed=9)
     frames, chunks = 4, 2
     frames_of_call = window or list(range(frames))
     mask = torch.rand(mask_frames, *mask_size)
@@ -583,11 +585,7 @@ def test_ones_mask_is_no_mask_and_black_frames_skip_the_camera():
     """All white: the same numbers as no mask, bit for bit (a constant mask frame stays exact when resized); all black
     on a call's frames: the call runs without the camera; a mask black on some frames only still acts."""
     camera = randomised(TINY, seed=10)
-    torch.manual_seed(11)
-    motion = MotionModel(MotionArchitecture(TINY, has_mid=False))
-    with torch.no_grad():
-        for p in motion.parameters():
-            p.normal_(std=0.2)
+    motion = random_motion(has_mid=False, seed=11)
     frames = 4
     features = [torch.randn(2 * frames, c, size, size) for c, size in zip(TINY, (6, 3, 2, 1))]
     ones = masked_run(torch.ones(1, 48, 40), 0.7).strengths(list(range(frames)), features, 2, features[0])

@@ -418,8 +418,9 @@ class Converter:
 
     def camera_mix_pairs(self, node: dict, at: dict) -> list | None:
         """ADE's 6 (motion, strength) of a Combo (strength 1) / Adv. node as Camera Poses Mix's pairs: Static and
-        strength 0 dropped (they add nothing), one motion twice is one pair with the strengths added (the motions add
-        up, so the poses are the same). More different motions than the node's slots: reported, None."""
+        strength 0 dropped (they add nothing). Only when more pairs than the node's slots remain, one motion chosen
+        twice becomes one pair with the strengths added (the motions add up, so the poses are the same), unless that
+        sum lies outside the node's strength range. Still too many, or out of range: reported, None."""
         pairs, options = [], self.option_list(CAMERA_MIX, "motion_1")
         for i in range(1, CAMERA_COMBO_SLOTS + 1):
             motion = self.value_or_link(node, f"motion_type{i}")
@@ -431,20 +432,35 @@ class Converter:
                                                  f"{CAMERA_MIX}'s motions: build them with Camera Poses nodes")
                 self.report.add(node, KEPT, "camera poses not converted; kept")
                 return None
-            same = next((j for j, (m, s) in enumerate(pairs) if isinstance(motion, str) and m == motion
-                         and not isinstance(s, Src) and not isinstance(strength, Src)), None)
-            if same is None:
-                pairs.append((motion, strength))
-            else:
-                pairs[same] = (motion, pairs[same][1] + strength)
-                self.report.add(node, NOTE, f"'{motion}' is chosen more than once: one slot with the strengths "
-                                            f"added ({pairs[same][1]:g}), the same poses")
+            pairs.append((motion, strength))
         if len(pairs) > self.mix_slots():
-            self.report.add(at, NOT_CARRIED, f"poses from #{node['id']}: it mixes {len(pairs)} different motions, "
-                                             f"{CAMERA_MIX} takes {self.mix_slots()}: build them by hand with fewer")
+            pairs = self.merge_repeated_motions(node, pairs)
+        if pairs is None or len(pairs) > self.mix_slots():
+            why = ("a motion chosen more than once adds up past the strength range"
+                   if pairs is None else f"it mixes {len(pairs)} different motions")
+            self.report.add(at, NOT_CARRIED, f"poses from #{node['id']}: {why}, {CAMERA_MIX} takes "
+                                             f"{self.mix_slots()} pairs: build them by hand with fewer")
             self.report.add(node, KEPT, "camera poses not converted; kept")
             return None
         return pairs
+
+    def merge_repeated_motions(self, node: dict, pairs: list) -> list | None:
+        """One pair per motion, strengths added (None when a sum leaves Camera Poses Mix's strength range)."""
+        top = next(e.get("max", 10.0) for e in self.targets[CAMERA_MIX]["inputs"] if e["name"] == "strength_1")
+        merged = []
+        for motion, strength in pairs:
+            same = next((j for j, (m, s) in enumerate(merged) if isinstance(motion, str) and m == motion
+                         and not isinstance(s, Src) and not isinstance(strength, Src)), None)
+            if same is None:
+                merged.append((motion, strength))
+                continue
+            total = merged[same][1] + strength
+            if abs(total) > top:
+                return None
+            merged[same] = (motion, total)
+            self.report.add(node, NOTE, f"'{motion}' is chosen more than once: one slot with the strengths "
+                                        f"added ({total:g}), the same poses")
+        return merged
 
     def option_list(self, kind: str, name: str) -> list:
         return next((e.get("options") or [] for e in self.targets[kind]["inputs"] if e["name"] == name), [])

@@ -623,7 +623,7 @@ STATIC_SLOT = {"motion_3": "Static", "strength_3": 1.0, "motion_4": "Static", "s
 
 def test_cameractrl_combo_and_advanced_poses_become_camera_poses_mix():
     """Basic -> Combo -> Adv. chained by prev_poses: Preset -> Mix -> Mix by `previous`. Static and strength-0 slots
-    are dropped, a motion chosen twice is one slot with the strengths added (the motions add up: the same poses)."""
+    are dropped; a motion chosen twice keeps its two slots while they fit (the motions add up: the same poses)."""
     g = UIGraph()
     basic = g.ade("ADE_CameraPoseBasic", motion_type="Tilt Up", speed=0.8, frame_length=5)
     combo = g.ade("ADE_CameraPoseCombo", motion_type1="Pan Left", motion_type2="Static", motion_type3="Zoom In",
@@ -643,16 +643,41 @@ def test_cameractrl_combo_and_advanced_poses_become_camera_poses_mix():
                               "speed": -2.0, "frames": 8}
     c, _ = feeder(wf, a, "previous")
     assert c["id"] == combo and c["type"] == "MotionKitCameraPosesMix"
-    assert widgets(wf, c) == {"motion_1": "Pan Left", "strength_1": 2.0, "motion_2": "Zoom In", "strength_2": 1.0,
-                              **STATIC_SLOT, "speed": 0.5, "frames": 12}
+    assert widgets(wf, c) == {"motion_1": "Pan Left", "strength_1": 1.0, "motion_2": "Zoom In", "strength_2": 1.0,
+                              "motion_3": "Pan Left", "strength_3": 1.0, "motion_4": "Static", "strength_4": 1.0,
+                              "speed": 0.5, "frames": 12}
     b, _ = feeder(wf, c, "previous")
     assert b["id"] == basic and b["type"] == "MotionKitCameraPosesPreset" and widgets(wf, b)["motion"] == "Tilt Up"
     assert feeder(wf, b, "previous") is None
     for nid in (basic, combo, adv):
         assert CONVERTED in statuses(report, nid) and nid not in {n["id"] for n in wf["nodes"] if
                                                                    n["type"].startswith("ADE_")}
-    assert NOTE in statuses(report, combo) and "'Pan Left' is chosen more than once" in report.text()
+    assert "chosen more than once" not in report.text()
     assert CONVERTED in statuses(report, app) and not report.kept
+
+
+def test_cameractrl_repeated_motions_merge_only_to_fit_and_within_the_strength_range():
+    """Five pairs with Pan Left twice: one Pan Left slot with the strengths added (4 slots). A sum past Camera Poses
+    Mix's strength range (10) would change the poses: that node is reported and kept instead."""
+    g = UIGraph()
+    adv = g.ade("ADE_CameraPoseAdvanced", motion_type1="Pan Left", strength1=2.0, motion_type2="Zoom In",
+                motion_type3="Tilt Left", motion_type4="Roll Clockwise", motion_type5="Pan Left", strength5=1.5,
+                frame_length=8)
+    camera_graph(g, adv)
+    wf, report = convert(g)
+    a = next(n for n in wf["nodes"] if n["id"] == adv)
+    assert a["type"] == "MotionKitCameraPosesMix"
+    assert widgets(wf, a) == {"motion_1": "Pan Left", "strength_1": 3.5, "motion_2": "Zoom In", "strength_2": 1.0,
+                              "motion_3": "Tilt Left", "strength_3": 1.0, "motion_4": "Roll Clockwise",
+                              "strength_4": 1.0, "speed": 1.0, "frames": 8}
+    assert NOTE in statuses(report, adv) and "'Pan Left' is chosen more than once" in report.text()
+    g = UIGraph()
+    adv = g.ade("ADE_CameraPoseAdvanced", motion_type1="Pan Left", strength1=8.0, motion_type2="Zoom In",
+                motion_type3="Tilt Left", motion_type4="Roll Clockwise", motion_type5="Pan Left", strength5=7.0)
+    app = camera_graph(g, adv)
+    wf, report = convert(g)
+    assert KEPT in statuses(report, adv) and NOT_CARRIED in statuses(report, app)
+    assert "adds up past the strength range" in report.text() and "is outside" not in report.text()
 
 
 def test_cameractrl_combo_all_static_is_a_still_camera():

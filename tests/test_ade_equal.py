@@ -110,6 +110,34 @@ def gen1_lora_context_freenoise():
     return g
 
 
+def gen2_keyframes():
+    """Gen2 with two AnimateDiff keyframes: effect 0.6 from the start, 1.4 from 40% (the second of the 2 steps)."""
+    g, ckpt, ks = sd_graph(FRAMES)
+    load = g.ade("ADE_LoadAnimateDiffModel", model_name=V2)
+    app = g.ade("ADE_ApplyAnimateDiffModel")
+    first = g.ade("ADE_AnimateDiffKeyframe", start_percent=0.0)
+    then = g.ade("ADE_AnimateDiffKeyframe", start_percent=0.4)
+    low, high = g.ade("ADE_MultivalDynamic", float_val=0.6), g.ade("ADE_MultivalDynamic", float_val=1.4)
+    for a, b, name in ((low, first, "effect_multival"), (high, then, "effect_multival"), (first, then, "prev_ad_keyframes"),
+                       (load, app, "motion_model"), (then, app, "ad_keyframes")):
+        g.link(a, 0, b, name)
+    use_evolved(g, ckpt, ks, app)
+    return g
+
+
+def seed_options_noise_layer():
+    """Sample settings with seed options (auto1111 generator, seed offset, batch offset) and an added noise layer."""
+    g, ckpt, ks = sd_graph(FRAMES)
+    load = g.ade("ADE_LoadAnimateDiffModel", model_name=V2)
+    app = g.ade("ADE_ApplyAnimateDiffModelSimple")
+    settings = g.ade("ADE_AnimateDiffSamplingSettings", seed_gen="auto1111", seed_offset=2, batch_offset=1)
+    layer = g.ade("ADE_NoiseLayerAdd", noise_weight=0.3, seed_offset=4)
+    g.link(load, 0, app, "motion_model")
+    g.link(layer, 0, settings, "noise_layers")
+    use_evolved(g, ckpt, ks, app, sample_settings=settings)
+    return g
+
+
 def views_only():
     """Views-only context options: the UNet sees all 12 frames, the motion modules windows of 8 (overlap 4)."""
     g, ckpt, ks = sd_graph(LONG)
@@ -182,7 +210,8 @@ def pia_preset():
     return g
 
 
-CASES = {"gen2_scale_effect": gen2_scale_effect, "gen1_lora_context_freenoise": gen1_lora_context_freenoise,
+CASES = {"gen2_scale_effect": gen2_scale_effect, "gen2_keyframes": gen2_keyframes,
+         "seed_options_noise_layer": seed_options_noise_layer, "gen1_lora_context_freenoise": gen1_lora_context_freenoise,
          "views_only": views_only, "cameractrl_pruned": cameractrl_pruned, "cameractrl_mask": cameractrl_mask,
          "pia_preset": pia_preset}
 

@@ -120,7 +120,7 @@ def relayout(ui: dict, min_sizes: Dict[int, Sequence[float]], origin=(40.0, 60.0
     for n in notes:
         col[n["id"]] = -1
     for n in nodes:
-        want = min_sizes.get(n["id"])
+        want = min_sizes.get(n["id"], min_sizes.get(str(n["id"])))  # 1.58 measures string ids, 1.27 numbers
         if want is not None:
             n["size"] = [max(float(n["size"][0]), float(want[0])), max(float(n["size"][1]), float(want[1]))]
         n["size"] = [round(n["size"][0]), round(n["size"][1])]

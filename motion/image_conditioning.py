@@ -51,15 +51,12 @@ def encode_image(vae, image: torch.Tensor, latent_format, height: int, width: in
     return latent_format.process_in(vae.encode(image).float().cpu())
 
 
-@dataclass
-class ImageCondition:
-    image: torch.Tensor       # (1, H, W, 3) in [0, 1]: the first image of the artist's batch
-    vae: object               # comfy.sd.VAE
-    latent_format: object     # the MODEL's (process_in: ×0.18215 for SD1.5)
-    motion_scale: float       # weight of the per-frame embedding (original: Adapter.motion_scale = 0.8)
-    apps: list[MotionApplication]
-    latents: dict = field(default_factory=dict)    # (h, w) -> scaled image latent (1, 4, h, w), on CPU
-    features: dict = field(default_factory=dict)   # per sampling run: (app key, frames, h, w, dtype, device) -> [4 maps]
+class EncodedImage:
+    """The image of an image-conditioned motion model (AnimateLCM-I2V here, PIA in pia/apply.py), for a dataclass
+    holding `image` (1, H, W, 3), `vae`, `latent_format` and a `latents` dict: encoded per latent size before the
+    UNet loads, read back per UNet call. NODE names the node in the error, ERROR is its error class."""
+    NODE = "Apply AnimateLCM-I2V Image"
+    ERROR = MotionKitError
 
     def encode(self, height: int, width: int) -> None:
         """VAE-encode the image at a latent size of height × width (as VAEEncode does, after a
@@ -71,13 +68,24 @@ class ImageCondition:
         if (height, width) in self.latents:
             return self.latents[(height, width)]
         if not self.latents:
-            raise MotionKitError(
-                "Apply AnimateLCM-I2V Image: the model was run without ComfyUI's sampling, so the image was never "
-                "encoded. Sample with KSampler, KSamplerAdvanced or SamplerCustomAdvanced.")
+            raise self.ERROR(
+                f"{self.NODE}: the model was run without ComfyUI's sampling, so the image was never encoded. Sample "
+                f"with KSampler, KSamplerAdvanced or SamplerCustomAdvanced.")
         import comfy.utils  # a smaller area of the latent (area conditioning): resize the encoded image to it
 
         full = max(self.latents.values(), key=lambda t: t.shape[-1] * t.shape[-2])
         return comfy.utils.common_upscale(full, width, height, "bilinear", "center")
+
+
+@dataclass
+class ImageCondition(EncodedImage):
+    image: torch.Tensor       # (1, H, W, 3) in [0, 1]: the first image of the artist's batch
+    vae: object               # comfy.sd.VAE
+    latent_format: object     # the MODEL's (process_in: ×0.18215 for SD1.5)
+    motion_scale: float       # weight of the per-frame embedding (original: Adapter.motion_scale = 0.8)
+    apps: list[MotionApplication]
+    latents: dict = field(default_factory=dict)    # (h, w) -> scaled image latent (1, 4, h, w), on CPU
+    features: dict = field(default_factory=dict)   # per sampling run: (app key, frames, h, w, dtype, device) -> [4 maps]
 
     def features_for(self, app: MotionApplication, x: torch.Tensor, frames: int) -> dict:
         """{motion_modules.1 of down block L: feature L for every row of x} for one UNet call."""

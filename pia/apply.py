@@ -31,7 +31,7 @@ from .errors import PIAError
 from .presets import MotionStrength
 from ..common.patch import patched_clone
 from ..common.unet_call import frames_in_call, in_sigma_range, transformer_options_of, window_frames
-from ..motion.image_conditioning import encode_image
+from ..motion.image_conditioning import EncodedImage
 from ..motion.injection import MotionApplication, applications, unet_description
 from ..motion.model import PIA_IN_CHANNELS
 
@@ -101,8 +101,9 @@ def add_conv_in_patch(m, pia_weight: torch.Tensor) -> None:
 
 
 @dataclass
-class ImageInput:
+class ImageInput(EncodedImage):
     """The image and its motion strength; what the UNet gets beside the noisy latent."""
+    NODE, ERROR = "Apply PIA Image", PIAError
     image: torch.Tensor          # (1, H, W, 3) in [0, 1]
     vae: object                  # comfy.sd.VAE
     latent_format: object        # the MODEL's (process_in: × 0.18215 for SD1.5)
@@ -110,22 +111,6 @@ class ImageInput:
     app: MotionApplication       # the PIA motion model: its start/end percent
     latents: dict = field(default_factory=dict)   # (h, w) -> scaled image latent (1, 4, h, w), on the CPU
     total_frames: int = 0        # the animation's length, from the latent batch when sampling starts
-
-    def encode(self, height: int, width: int) -> None:
-        """VAE-encode the image at a latent size of height × width (Lanczos resize with center crop in pixels)."""
-        if (height, width) not in self.latents:
-            self.latents[(height, width)] = encode_image(self.vae, self.image, self.latent_format, height, width)
-
-    def image_latent(self, height: int, width: int) -> torch.Tensor:
-        if (height, width) in self.latents:
-            return self.latents[(height, width)]
-        if not self.latents:
-            raise PIAError("Apply PIA Image: the model was run without ComfyUI's sampling, so the image was never "
-                           "encoded. Sample with KSampler, KSamplerAdvanced or SamplerCustomAdvanced.")
-        import comfy.utils  # a smaller area of the latent (area conditioning): resize the encoded image to it
-
-        full = max(self.latents.values(), key=lambda t: t.shape[-1] * t.shape[-2])
-        return comfy.utils.common_upscale(full, width, height, "bilinear", "center")
 
     def concat(self, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
         """[mask, image latent] for every row of x (B·F, 4, h, w): what PIA's conv_in reads after the noisy latent."""

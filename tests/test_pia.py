@@ -247,6 +247,24 @@ def test_model_without_pia_is_refused_with_the_fix():
         apply_pia_image(FakePatcher([], 4), torch.zeros(1, 64, 64, 3), None, strength_of("animation, small motion"))
 
 
+def test_an_image_never_encoded_names_the_node_and_the_fix():
+    """PIA's and AnimateLCM-I2V's image inputs share motion.image_conditioning.EncodedImage: a UNet call before
+    sampling encoded the image fails with the node's own name and error class; an encoded size is read back."""
+    from motionkit.motion.errors import MotionKitError
+    from motionkit.motion.image_conditioning import ImageCondition
+    from motionkit.pia.apply import ImageInput
+    image = torch.zeros(1, 64, 64, 3)
+    pia = ImageInput(image, None, None, strength_of("animation, small motion"), None)
+    with pytest.raises(PIAError, match="^Apply PIA Image: .*never encoded. Sample with KSampler"):
+        pia.image_latent(8, 8)
+    i2v = ImageCondition(image, None, None, 0.8, [])
+    with pytest.raises(MotionKitError, match="^Apply AnimateLCM-I2V Image: .*never encoded. Sample with KSampler"):
+        i2v.image_latent(8, 8)
+    latent = torch.randn(1, 4, 8, 8)
+    pia.latents[(8, 8)] = latent
+    assert pia.image_latent(8, 8) is latent and not i2v.latents
+
+
 @pytest.mark.comfyui
 def test_pia_motion_model_on_an_sdxl_unet_is_refused():
     import comfy_env

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import pack_package  # noqa: F401  (registers the pack as `motionkit`)
+from unet_helpers import comfy  # noqa: F401  (the fixture: ComfyUI on the CPU)
 from motionkit.camera import poses as P
 from motionkit.camera.encoder import CameraCtrl, CameraEncoder, merge_paths
 from motionkit.camera.errors import CameraCtrlFileError, CameraPoseError
@@ -663,33 +664,17 @@ def test_motion_model_loader_names_cameractrl_files():
 
 
 @pytest.mark.comfyui
-def test_apply_camera_hands_features_to_every_down_and_up_motion_layer():
+def test_apply_camera_hands_features_to_every_down_and_up_motion_layer(comfy):
     """apply.py's DIFFUSION_MODEL wrapper on a ModelPatcher with v3 applied (meta device: wiring only): every down and
     up motion module gets a CameraInput with the feature of its level for all cond/uncond rows; the mid block none."""
-    import comfy_env
-    comfy_env.comfy_on_cpu()
-    import comfy.model_patcher
-    import comfy.ops
-    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
     from comfy.patcher_extension import WrappersMP
     import motion_files as mf
-    from unet_helpers import SD15_UNET
+    from unet_helpers import meta_sd15_patcher
     from motionkit.camera.apply import KEY, apply_camera
     from motionkit.motion.formats import build_motion_model, classify
     from motionkit.motion.injection import ATTENTION_INPUTS, MotionSettings, applications, apply_motion_model
 
-    class FakeBase(torch.nn.Module):
-        def __init__(self, unet):
-            super().__init__()
-            self.diffusion_model = unet
-            self.manual_cast_dtype = None
-
-        def get_dtype(self):
-            return torch.float32
-
-    cpu = torch.device("cpu")
-    unet = UNetModel(**SD15_UNET, image_size=32, device="meta", operations=comfy.ops.disable_weight_init)
-    patcher = comfy.model_patcher.ModelPatcher(FakeBase(unet), cpu, cpu)
+    patcher = meta_sd15_patcher(comfy)
     info, weights = classify(mf.v2(device="meta"), "mm_sd_v15_v2.ckpt")
     m = apply_motion_model(patcher, build_motion_model(info, weights, "mm_sd_v15_v2.ckpt"), info, "mm_sd_v15_v2.ckpt",
                            MotionSettings())

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from ..common.adapter_blocks import AdapterResBlock
 from ..common.ops import TorchOps
 from ..motion.errors import TooManyFramesError
 from ..motion.model import TemporalTransformerBlock, sinusoidal_table
@@ -41,25 +42,6 @@ MERGE_PATH = ("{group}.{level}.motion_modules.{index}.temporal_transformer.trans
               ".processor.qkv_merge")
 
 
-class ResBlock(nn.Module):
-    """The original ResnetBlock with ksize 1, sk true, use_conv false."""
-
-    def __init__(self, c_in: int, c_out: int, down: bool, operations=None):
-        super().__init__()
-        ops = operations or TorchOps
-        self.down = down
-        self.in_conv = ops.Conv2d(c_in, c_out, 1) if c_in != c_out else None
-        self.block1 = ops.Conv2d(c_out, c_out, 3, 1, 1)
-        self.block2 = ops.Conv2d(c_out, c_out, 1)
-
-    def forward(self, x):
-        if self.down:
-            x = F.avg_pool2d(x, 2)
-        if self.in_conv is not None:
-            x = self.in_conv(x)
-        return x + self.block2(F.relu(self.block1(x)))
-
-
 class CameraEncoder(nn.Module):
     def __init__(self, channels=CHANNELS, nums_rb: int = NUMS_RB, operations=None, attention=None):
         """`operations` (.Conv2d, .Linear, .LayerNorm) and `attention`: as motion.model (default plain torch)."""
@@ -68,7 +50,8 @@ class CameraEncoder(nn.Module):
         self.channels = tuple(channels)
         self.encoder_conv_in = ops.Conv2d(CIN, channels[0], 3, 1, 1)
         self.encoder_down_conv_blocks = nn.ModuleList(
-            nn.ModuleList(ResBlock(channels[max(i - 1, 0)] if j == 0 else c, c, down=(i > 0 and j == 0), operations=ops)
+            nn.ModuleList(AdapterResBlock(channels[max(i - 1, 0)] if j == 0 else c, c, down=(i > 0 and j == 0),
+                                          ksize=1, operations=ops)
                           for j in range(nums_rb))
             for i, c in enumerate(channels))
         self.encoder_down_attention_blocks = nn.ModuleList(

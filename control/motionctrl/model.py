@@ -19,35 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from ...common.adapter_blocks import AdapterResBlock
 from ...motion.model import TorchOps
 
 CHANNELS = (320, 640, 1280, 1280)
 NUMS_RB = 2
 CIN = 2 * 8 * 8
 UNSHUFFLE = 8
-
-
-class ResBlock(nn.Module):
-    """Residual block: optional 2x average pool, optional 3x3 conv to the new width, conv-relu-conv + skip."""
-
-    def __init__(self, c_in: int, c_out: int, down: bool, operations=None):
-        super().__init__()
-        ops = operations or TorchOps
-        self.down = down
-        self.in_conv = ops.Conv2d(c_in, c_out, 3, 1, 1) if c_in != c_out else None
-        self.block1 = ops.Conv2d(c_out, c_out, 3, 1, 1)
-        self.block2 = ops.Conv2d(c_out, c_out, 3, 1, 1)
-
-    def forward(self, x):
-        if self.down:
-            x = F.avg_pool2d(x, 2)
-        if self.in_conv is not None:
-            x = self.in_conv(x)
-        return x + self.block2(F.relu(self.block1(x)))
 
 
 class OMCMAdapter(nn.Module):
@@ -58,8 +39,8 @@ class OMCMAdapter(nn.Module):
         self.channels, self.nums_rb = tuple(channels), nums_rb
         self.conv_in = ops.Conv2d(cin, channels[0], 3, 1, 1)
         self.body = nn.ModuleList(
-            ResBlock(channels[max(i - 1, 0)] if j == 0 else channels[i], channels[i], down=(i > 0 and j == 0),
-                     operations=ops)
+            AdapterResBlock(channels[max(i - 1, 0)] if j == 0 else channels[i], channels[i], down=(i > 0 and j == 0),
+                            ksize=3, operations=ops)
             for i in range(len(channels)) for j in range(nums_rb))
 
     def forward(self, flow: torch.Tensor, levels: int | None = None) -> list[torch.Tensor]:
